@@ -1,0 +1,1 @@
+"""Code shared by the search (search/) and the evaluation (eval/)."""

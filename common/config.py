@@ -1,0 +1,85 @@
+"""The constants block is the configuration: `--NAME=value` overrides, presets, printing and saving."""
+import ast
+import sys
+
+
+class ConfigError(ValueError):
+    """A setting the user gave cannot be used; the message says which and how to fix it."""
+
+
+def _parse(name, text, default):
+    if isinstance(default, str) and not text[:1] in "\"'":
+        return text  # strings need no quotes on the command line
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        if default is None:
+            return text  # an unset path or name: take the text as it is
+        raise ConfigError(f"--{name}={text}: expected a {type(default).__name__} like {default!r}") from None
+    if default is None or value is None:
+        return value
+    if isinstance(default, bool) != isinstance(value, bool):
+        raise ConfigError(f"--{name}={text}: expected True or False") if isinstance(default, bool) else ConfigError(
+            f"--{name}={text}: expected a {type(default).__name__} like {default!r}"
+        )
+    if isinstance(default, float) and isinstance(value, int):
+        return float(value)
+    if isinstance(default, (list, tuple)) and isinstance(value, (list, tuple)):
+        return type(default)(value)
+    if not isinstance(value, type(default)):
+        raise ConfigError(f"--{name}={text}: expected a {type(default).__name__} like {default!r}")
+    return value
+
+
+def parse_overrides(argv, defaults):
+    """['--NAME=value', ...] -> {NAME: typed value}; unknown names and mistyped values raise ConfigError."""
+    out = {}
+    for arg in argv:
+        if not arg.startswith("--") or "=" not in arg:
+            raise ConfigError(f"cannot read {arg!r}: settings look like --NAME=value, e.g. --EPOCHS=3")
+        name, text = arg[2:].split("=", 1)
+        if name not in defaults:
+            close = [k for k in defaults if k.lower() == name.lower()]
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ConfigError(f"unknown setting --{name}{hint}; known: {', '.join(sorted(defaults))}")
+        out[name] = _parse(name, text, defaults[name])
+    return out
+
+
+def config_names(namespace):
+    """The configurable constants of a script: module-level UPPER_CASE names with plain values."""
+    plain = (int, float, str, bool, type(None), list, tuple)
+    return [k for k, v in namespace.items() if k.isupper() and not k.startswith("_") and isinstance(v, plain)]
+
+
+def configure(namespace, argv=None, presets=None, preset_key="PRESET"):
+    """Apply a preset (a dict of constants) and then command-line overrides to `namespace` (a script's globals).
+
+    Order: constants block < preset named by namespace[preset_key] < --NAME=value. PRESET='auto' picks
+    'demo' when DATA_DIR is None, else 'paper'. Returns the resolved
+    config dict and the names the preset changed.
+    """
+    argv = sys.argv[1:] if argv is None else argv
+    defaults = {k: namespace[k] for k in config_names(namespace)}
+    overrides = parse_overrides(argv, defaults)
+    config = {**defaults, **{k: v for k, v in overrides.items()}}
+    preset_changed = []
+    if presets:
+        if config.get(preset_key) == "auto":  # the demo preset when there is no data, else the paper's settings
+            config[preset_key] = "demo" if config.get("DATA_DIR") is None else "paper"
+        preset = presets.get(config.get(preset_key))
+        if preset is None and config.get(preset_key) is not None:
+            raise ConfigError(f"unknown {preset_key} {config[preset_key]!r}; choose from {', '.join(map(repr, presets))}")
+        for k, v in (preset or {}).items():
+            if k not in overrides:
+                config[k] = v
+                preset_changed.append(k)
+    namespace.update(config)
+    return config, preset_changed
+
+
+def format_config(config, preset_changed=()):
+    width = max(map(len, config))
+    return "\n".join(
+        f"  {k:<{width}} = {v!r}" + ("   (preset)" if k in preset_changed else "") for k, v in config.items()
+    )

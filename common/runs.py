@@ -1,0 +1,101 @@
+"""Run folders: create or resume one, refuse to mix configs or touch finished runs, write files atomically."""
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from common.config import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+RUNS_ROOT = REPO_ROOT / "runs"  # default home of run folders: runs/search/<stamp>, runs/eval/<stamp>
+FINISHED = "finished.json"
+
+
+def atomic_write_bytes(path, data: bytes):
+    """Write via a temporary file in the same folder and rename, so a kill leaves the old file or the new one."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path, text: str):
+    atomic_write_bytes(path, text.encode())
+
+
+def atomic_write_json(path, obj):
+    atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
+
+
+def append_jsonl(path, obj):
+    """Append one JSON line and fsync it: once this returns, the line survives a kill -9."""
+    with open(path, "a") as f:
+        f.write(json.dumps(obj) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_jsonl(path):
+    """All complete lines of a JSON-lines file; a torn last line (killed mid-write) is dropped and truncated."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    raw = path.read_bytes()
+    keep = raw[: raw.rfind(b"\n") + 1]
+    if len(keep) != len(raw):
+        with open(path, "r+b") as f:
+            f.truncate(len(keep))
+    return [json.loads(line) for line in keep.decode().splitlines() if line.strip()]
+
+
+def new_run_dir(kind):
+    """A fresh timestamped folder path under runs/<kind>/ (not created)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path, n = RUNS_ROOT / kind / stamp, 1
+    while path.exists():
+        path, n = RUNS_ROOT / kind / f"{stamp}-{n}", n + 1
+    return path
+
+
+def open_run_dir(out_dir, config, ignore=("OUT_DIR", "DEVICE")):
+    """Create the run folder, or resume it when it holds an unfinished run of the same config.
+
+    Returns (path, resumed). Raises ConfigError for a finished run, a different config (naming the settings
+    that differ) or a non-empty folder that is not a run folder.
+    """
+    path = Path(out_dir).expanduser()
+    cfg_file = path / "config.json"
+    if (path / FINISHED).exists():
+        raise ConfigError(f"{path} holds a finished run; choose a new OUT_DIR (results are never overwritten)")
+    if cfg_file.exists():
+        old = json.loads(cfg_file.read_text())
+        new = json.loads(json.dumps(config))  # compare as JSON sees it (tuples -> lists)
+        differ = sorted(k for k in set(old) | set(new) if k not in ignore and old.get(k) != new.get(k))
+        if differ:
+            shown = ", ".join(f"{k}: {old.get(k)!r} there vs {new.get(k)!r} now" for k in differ[:4])
+            raise ConfigError(f"{path} holds a run with other settings ({shown}); use a new OUT_DIR or the same settings")
+        return path, True
+    if path.exists() and any(p for p in path.iterdir() if not p.name.startswith(".")):
+        raise ConfigError(f"{path} exists and is not a run folder of this script; choose a new OUT_DIR")
+    path.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(cfg_file, config)
+    return path, False
+
+
+def mark_finished(path, summary=None):
+    atomic_write_json(Path(path) / FINISHED, {"finished": time.strftime("%Y-%m-%d %H:%M:%S"), **(summary or {})})
+
+
+def newest_run(kind, must_contain):
+    """The newest folder under runs/<kind>/ that holds `must_contain`, or None."""
+    root = RUNS_ROOT / kind
+    runs = sorted((p for p in root.glob("*") if (p / must_contain).exists()), key=lambda p: p.stat().st_mtime) if root.exists() else []
+    return runs[-1] if runs else None
