@@ -1,0 +1,123 @@
+"""One search trial: train a candidate network contrastively on cached images and return its last-epoch loss."""
+import math
+import time
+from contextlib import nullcontext
+
+import torch
+
+from common.contrastive import BankNCE
+from common.networks import SearchNetwork
+
+
+class NonFiniteLoss(RuntimeError):
+    """The candidate's loss became NaN or infinite; the trial is recorded as failed."""
+
+
+def pick_device(name="auto"):
+    """'auto' -> cuda, else mps, else cpu; any other value is passed to torch.device."""
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def autocast_for(device, amp):
+    """amp: 'auto' (bf16 on CUDA, off elsewhere), 'bf16', 'fp16' or 'off' -> an autocast context (or a no-op)."""
+    if amp == "auto":
+        amp = "bf16" if device.type == "cuda" else "off"
+    if amp == "off":
+        return nullcontext()
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[amp]
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def _batches(n, batch_size, generator, device):
+    """A fresh permutation cut into full batches (the remainder joins no batch, so BN never sees tiny ones)."""
+    perm = torch.randperm(n, generator=generator, device=device)
+    size = min(batch_size, n)
+    return [perm[i : i + size] for i in range(0, n - size + 1, size)]
+
+
+class CandidateTrainer:
+    """Holds a candidate network, its bank loss and optimizer; `train_epoch` runs one pass over the images.
+
+    images: (N, S, S, 3) uint8 already on `device` (moved once, indexed per batch: no host work per step).
+    """
+
+    def __init__(self, genotype, images, views, *, init_channels, layers, lr, momentum, weight_decay, tau,
+                 bank_momentum, patch_weight, batch_size, device, amp="auto", channels_last=None, seed=0,
+                 proj_dim=256, negatives_per_image=None):
+        self.images, self.views, self.batch_size, self.device = images, views, batch_size, device
+        self.amp = amp
+        self.channels_last = device.type == "cuda" if channels_last is None else channels_last
+        torch.manual_seed(seed)
+        self.generator = torch.Generator(device=device)
+        self.generator.manual_seed(seed)
+        self.model = SearchNetwork(genotype, C=init_channels, layers=layers, proj_dim=proj_dim).to(device)
+        if self.channels_last:
+            self.model.use_channels_last()
+        self.criterion = BankNCE(len(images), proj_dim, tau, bank_momentum, patch_weight, negatives_per_image).to(device)
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+
+    @torch.no_grad()
+    def fill_bank(self):
+        """One pass before training puts every image's whole-image representation in the bank."""
+        for idx in torch.arange(len(self.images), device=self.device).split(self.batch_size):
+            whole, _ = self.views(self.images[idx], self.generator)
+            with autocast_for(self.device, self.amp):
+                f = self.model.head_whole(self.model.features(whole))
+            self.criterion.bank.fill(idx, f)
+
+    def step(self, idx):
+        """One optimisation step on the images `idx`; returns the loss as a device tensor (no sync)."""
+        whole, patches = self.views(self.images[idx], self.generator)
+        with autocast_for(self.device, self.amp):
+            f_whole, f_patch = self.model(whole, patches)
+        loss = self.criterion(idx, f_whole, f_patch, self.generator)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return loss.detach()
+
+    def train_epoch(self, bar=None, check_every=20):
+        """Mean loss of one epoch; raises NonFiniteLoss. Syncs with the device only every `check_every` steps."""
+        total, steps = torch.zeros((), device=self.device), 0
+        for idx in _batches(len(self.images), self.batch_size, self.generator, self.device):
+            total += self.step(idx)
+            steps += 1
+            if bar is not None:
+                bar.update(len(idx))
+            if steps % check_every == 0:
+                running = total.item() / steps
+                if not math.isfinite(running):
+                    raise NonFiniteLoss(f"loss became {running} at step {steps}")
+                if bar is not None:
+                    bar.set_postfix(loss=f"{running:.3f}")
+        mean = total.item() / max(steps, 1)
+        if not math.isfinite(mean):
+            raise NonFiniteLoss(f"loss became {mean}")
+        return mean
+
+
+def run_trial(genotype, images, views, *, epochs, progress=None, **trainer_kwargs):
+    """Train one candidate for `epochs`; returns {'loss': last-epoch mean, 'epoch_losses', 'images_per_s'}.
+
+    progress: None or a callable(total_images) -> a tqdm-like bar (update/set_postfix/close).
+    """
+    trainer = CandidateTrainer(genotype, images, views, **trainer_kwargs)
+    trainer.fill_bank()
+    epoch_losses, seen, start = [], 0, time.perf_counter()
+    per_epoch = (len(images) // min(trainer.batch_size, len(images))) * min(trainer.batch_size, len(images))
+    bar = progress(epochs * per_epoch) if progress else None
+    try:
+        for _ in range(epochs):
+            epoch_losses.append(trainer.train_epoch(bar))
+            seen += per_epoch
+    finally:
+        if bar is not None:
+            bar.close()
+    seconds = time.perf_counter() - start
+    return {"loss": epoch_losses[-1], "epoch_losses": epoch_losses, "images_per_s": seen / seconds}
