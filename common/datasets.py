@@ -1,0 +1,783 @@
+"""Labeled datasets: detect the layout on disk, load records, make seeded splits, and serve images to torch."""
+import csv
+import hashlib
+import io
+import json
+import math
+import multiprocessing
+import os
+import tempfile
+import uuid
+import warnings
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torchvision.transforms import v2
+
+from common.images import BadImage, list_images, open_rgb
+from common.runs import atomic_write_text
+
+
+class DatasetError(ValueError):
+    """The data on disk cannot be used as given; the message names the file or value and the fix."""
+
+
+LAYOUTS = ("isic2019", "ham10000", "imagefolder", "dermamnist")
+LAYOUT_HELP = (
+    "isic2019 (a *GroundTruth*.csv with columns image,<class>,... and the *_Input image folder beside it), "
+    "ham10000 (HAM10000_metadata.csv + HAM10000_images_part_1/2), "
+    "imagefolder (train/<class>/* and test/<class>/* or val/<class>/*), "
+    "dermamnist (a MedMNIST .npz with train_/val_ images and labels)"
+)
+HAM_ORDER = ("nv", "mel", "bkl", "bcc", "akiec", "vasc", "df")  # HAM10000's own class order
+DERMAMNIST_CLASSES = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")  # MedMNIST's label order 0..6
+NPZ_KEYS = ("train_images", "train_labels", "val_images", "val_labels")  # test_* is left for final testing
+
+
+@dataclass(frozen=True)
+class Record:
+    image_id: str  # ISIC image name / HAM image_id / path relative to root (ImageFolder) / f"{split}_{i}" (npz)
+    label: int
+    path: Path | None = None  # image file, or None for in-memory (npz) images
+    index: int | None = None  # row in arrays[split] for npz
+    group: str | None = None  # lesion_id (HAM10000, ISIC metadata): grouped splitting
+
+
+@dataclass
+class LabeledData:
+    layout: str
+    classes: list[str]
+    train: list[Record]
+    val: list[Record]
+    root: Path
+    arrays: dict | None = None  # npz: {"train": uint8 (N, H, W, 3), "val": ...}
+    missing: list[str] = field(default_factory=list)  # ids of CSV rows whose image file is missing
+
+
+# ------------------------------------------------------------------------------------------- detection
+
+
+def _csv_header(path):
+    """The first row of a CSV, stripped; [] when it cannot be read."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig", errors="replace") as f:
+            return [c.strip() for c in next(csv.reader(f), [])]
+    except OSError:
+        return []
+
+
+def _is_ham_header(header):
+    return {"lesion_id", "image_id", "dx"} <= set(header)
+
+
+def _is_isic_csv(path):
+    return "groundtruth" in path.name.lower() or [c.lower() for c in _csv_header(path)[:1]] == ["image"]
+
+
+def _visible(paths):
+    return sorted(p for p in paths if not p.name.startswith("."))
+
+
+def _label_csvs(root):
+    """CSVs in root, else one level down (a zip unpacked into its own folder)."""
+    found = _visible(root.glob("*.csv"))
+    return found or _visible(root.glob("*/*.csv"))
+
+
+def _find_csv(root, kind):
+    """The ground-truth (kind 'isic2019') or metadata (kind 'ham10000') CSV under root, or None."""
+    csvs = _label_csvs(root)
+    if kind == "ham10000":
+        named = [p for p in csvs if p.name.lower().startswith("ham10000_metadata")]
+        return (named or [p for p in csvs if _is_ham_header(_csv_header(p))] or [None])[0]
+    named = [p for p in csvs if "groundtruth" in p.name.lower()]
+    return (named or [p for p in csvs if _is_isic_csv(p) and not _is_ham_header(_csv_header(p))] or [None])[0]
+
+
+def _split_dirs(root):
+    """(train dir, validation dir) of an ImageFolder layout, or None. val/ wins over test/ when both exist,
+    so a held-out test/ stays untouched by model selection."""
+    train = root / "train"
+    held = next((root / n for n in ("val", "test") if (root / n).is_dir()), None)
+    if train.is_dir() and held is not None and any(d.is_dir() for d in _visible(train.iterdir())):
+        return train, held
+    return None
+
+
+def _find_npz(path):
+    if path.is_file():
+        return path
+    found = _visible(path.glob("*.npz"))
+    if len(found) > 1:
+        raise DatasetError(
+            f"{path} holds several .npz files ({', '.join(p.name for p in found[:4])}); "
+            "set DATA_DIR to the one to use"
+        )
+    return found[0] if found else None
+
+
+def _check_exists(data_dir):
+    path = Path(data_dir).expanduser()
+    if not path.exists():
+        raise DatasetError(f"DATA_DIR {path} does not exist; fix the path (or leave DATA_DIR=None for the demo)")
+    return path
+
+
+def detect_layout(data_dir) -> str:
+    """Which of LAYOUTS the folder (or .npz file) holds, from what is in it; DatasetError when none."""
+    path = _check_exists(data_dir)
+    if path.is_file():
+        if path.suffix.lower() == ".npz":
+            return "dermamnist"
+        if path.suffix.lower() == ".csv":
+            return "ham10000" if _is_ham_header(_csv_header(path)) else "isic2019"
+        raise DatasetError(f"DATA_DIR {path} is a file; point it at a dataset folder or a .npz ({LAYOUT_HELP})")
+    if _find_csv(path, "isic2019") is not None:
+        return "isic2019"
+    if _find_csv(path, "ham10000") is not None:
+        return "ham10000"
+    if _split_dirs(path) is not None:
+        return "imagefolder"
+    if _find_npz(path) is not None:
+        return "dermamnist"
+    if path.name.lower().endswith("_input") and _find_csv(path.parent, "isic2019") is not None:
+        raise DatasetError(f"{path} holds the ISIC images but not the ground-truth CSV; "
+                           f"set DATA_DIR to {path.parent}")
+    if not list_images(path):
+        hint = "; it holds no images at all"
+    else:
+        hint = "; it holds images but no labels (unlabeled folders are for the search, not for training)"
+    raise DatasetError(f"no labeled dataset found in {path}{hint}. Expected one of: {LAYOUT_HELP}")
+
+
+# ------------------------------------------------------------------------------------------- splitting
+
+
+def stratified_split(labels, val_fraction, seed):
+    """(train idx, val idx), each class split on its own with a seeded shuffle.
+
+    Per class of n images, round(n * val_fraction) go to validation, clamped so a class with >= 2 images
+    has at least one image on each side and a single image stays in training. (A hand-written rule rather
+    than sklearn's, which refuses classes of one image and small validation sets.)
+    """
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    val = []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        rng.shuffle(idx)
+        n = len(idx)
+        k = min(max(int(round(n * val_fraction)), 1 if n >= 2 else 0), n - 1)
+        val.extend(idx[:k].tolist())
+    is_val = np.zeros(len(labels), bool)
+    is_val[val] = True
+    return np.flatnonzero(~is_val), np.flatnonzero(is_val)
+
+
+def grouped_split(labels, groups, val_fraction, seed):
+    """(train idx, val idx) with no group on both sides, stratified where the groups allow.
+
+    sklearn's StratifiedGroupKFold with round(1 / val_fraction) folds (seeded shuffle); the first fold is the
+    validation split. Afterwards a class left with no training image gets its groups moved back to training.
+    """
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    labels, groups = np.asarray(labels), np.asarray(groups)
+    n_groups = len(np.unique(groups))
+    if n_groups < 2:
+        raise DatasetError("cannot split: all images belong to one lesion group; add images of other lesions")
+    n_splits = min(max(2, int(round(1 / val_fraction))), n_groups)
+    sgkf = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    with warnings.catch_warnings():  # "least populated class has only k members": expected for rare classes
+        warnings.simplefilter("ignore", UserWarning)
+        _, val = next(sgkf.split(np.zeros(len(labels)), labels, groups))
+    is_val = np.zeros(len(labels), bool)
+    is_val[val] = True
+    for c in np.unique(labels):
+        if not (~is_val & (labels == c)).any():
+            is_val[np.isin(groups, groups[is_val & (labels == c)])] = False
+    return np.flatnonzero(~is_val), np.flatnonzero(is_val)
+
+
+def _split_records(records, val_fraction, seed):
+    labels = [r.label for r in records]
+    if any(r.group is not None for r in records):
+        groups = [r.group if r.group is not None else f"image:{r.image_id}" for r in records]
+        tr, va = grouped_split(labels, groups, val_fraction, seed)
+    else:
+        tr, va = stratified_split(labels, val_fraction, seed)
+    return [records[i] for i in tr], [records[i] for i in va]
+
+
+# ------------------------------------------------------------------------------------------- layouts
+
+
+def _index_images(folder):
+    """{file stem: path} of every image under folder (recursive; the first in sorted order wins)."""
+    index = {}
+    for p in list_images(folder):
+        index.setdefault(p.stem, p)
+    return index
+
+
+def _read_rows(csv_path):
+    """(header, rows) of a CSV; rows are lists of stripped strings."""
+    try:
+        with open(csv_path, newline="", encoding="utf-8-sig") as f:
+            rows = [[c.strip() for c in row] for row in csv.reader(f)]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DatasetError(f"cannot read {csv_path}: {exc}") from None
+    rows = [r for r in rows if any(r)]  # blank lines
+    if not rows:
+        raise DatasetError(f"{csv_path} is empty; expected a header row and one row per image")
+    return rows[0], rows[1:]
+
+
+def _match_images(ids, image_index, csv_path, folder, allow_missing):
+    """Paths for ids; a missing image stops unless allow_missing. Returns (paths or None, missing ids)."""
+    if not image_index:
+        raise DatasetError(f"no image files under {folder} (for the rows of {csv_path.name}); fix DATA_DIR")
+    paths = [image_index.get(i) for i in ids]
+    missing = [i for i, p in zip(ids, paths) if p is None]
+    if missing and not allow_missing:
+        raise DatasetError(
+            f"{len(missing)} of {len(ids)} images listed in {csv_path} are missing under {folder} "
+            f"(e.g. {', '.join(missing[:3])}); fix DATA_DIR or set ALLOW_MISSING=True"
+        )
+    return paths, missing
+
+
+def _isic_image_folder(csv_path, root):
+    """The *_Input folder beside the ground-truth CSV (the one named like the CSV first), else root."""
+    beside = [d for d in _visible(csv_path.parent.iterdir()) if d.is_dir() and d.name.lower().endswith("_input")]
+    want = csv_path.stem.lower().replace("groundtruth", "input")
+    named = [d for d in beside if d.name.lower() == want]
+    if named or len(beside) == 1:
+        return (named or beside)[0]
+    return root
+
+
+def _isic_groups(csv_path):
+    """{image: lesion_id} from an ISIC *Metadata*.csv beside the ground truth, if one has lesion_id."""
+    for meta in _visible(csv_path.parent.glob("*.csv")):
+        if "metadata" not in meta.name.lower():
+            continue
+        header = [c.lower() for c in _csv_header(meta)]
+        if "image" in header and "lesion_id" in header:
+            _, rows = _read_rows(meta)
+            i, g = header.index("image"), header.index("lesion_id")
+            return {r[i]: r[g] for r in rows if len(r) > max(i, g) and r[g]}
+    return {}
+
+
+def _load_isic(root, csv_path, allow_missing):
+    header, rows = _read_rows(csv_path)
+    lower = [c.lower() for c in header]
+    if "image" not in lower:
+        raise DatasetError(
+            f"{csv_path} has no 'image' column (its columns: {', '.join(header[:12])}); expected the ISIC "
+            "ground-truth header image,<class 1>,<class 2>,... (e.g. image,MEL,NV,BCC,...): rename the column"
+        )
+    col = lower.index("image")
+    class_cols = [k for k in range(len(header)) if k != col]
+    classes = [header[k] for k in class_cols]
+    if len(classes) < 2:
+        raise DatasetError(f"{csv_path} has {len(classes)} class column(s); a ground-truth CSV has image then one "
+                           "0/1 column per class (at least 2)")
+    ids, labels, seen = [], [], set()
+    for n, row in enumerate(rows, start=2):  # line 1 is the header
+        if len(row) != len(header):
+            raise DatasetError(f"{csv_path} line {n} has {len(row)} fields, the header {len(header)}; fix the row")
+        values = []
+        for k in class_cols:
+            try:
+                values.append(float(row[k]))
+            except ValueError:
+                raise DatasetError(
+                    f"{csv_path} line {n}: column {header[k]} holds {row[k]!r}, not 0/1; the class columns of a "
+                    "ground-truth CSV are one-hot floats (1.0 for the image's class, else 0.0)"
+                ) from None
+        ones = [j for j, v in enumerate(values) if v == 1.0]
+        if len(ones) != 1 or any(v not in (0.0, 1.0) for v in values):
+            raise DatasetError(
+                f"{csv_path} line {n} ({row[col]}): expected exactly one 1.0 among {','.join(classes)}, got "
+                f"{','.join(row[k] for k in class_cols)}; fix or remove the row"
+            )
+        if row[col] in seen:
+            raise DatasetError(f"{csv_path} line {n}: image {row[col]} is listed twice; remove the duplicate row")
+        seen.add(row[col])
+        ids.append(row[col])
+        labels.append(ones[0])
+    folder = _isic_image_folder(csv_path, root)
+    paths, missing = _match_images(ids, _index_images(folder), csv_path, folder, allow_missing)
+    lesions = _isic_groups(csv_path)
+    records = [Record(i, y, p, group=lesions.get(i)) for i, y, p in zip(ids, labels, paths) if p is not None]
+    return classes, records, missing
+
+
+def _load_ham(root, csv_path, allow_missing):
+    header, rows = _read_rows(csv_path)
+    need = ("lesion_id", "image_id", "dx")
+    if not set(need) <= set(header):
+        raise DatasetError(
+            f"{csv_path} lacks column(s) {', '.join(c for c in need if c not in header)} (its columns: "
+            f"{', '.join(header[:12])}); expected HAM10000's header lesion_id,image_id,dx,..."
+        )
+    li, ii, di = (header.index(c) for c in need)
+    seen = set()
+    for n, row in enumerate(rows, start=2):
+        if len(row) <= max(li, ii, di) or not row[ii] or not row[di]:
+            raise DatasetError(f"{csv_path} line {n}: image_id or dx is empty; fix or remove the row")
+        if row[ii] in seen:
+            raise DatasetError(f"{csv_path} line {n}: image {row[ii]} is listed twice; remove the duplicate row")
+        seen.add(row[ii])
+    present = {row[di] for row in rows}
+    classes = [c for c in HAM_ORDER if c in present] + sorted(present - set(HAM_ORDER))
+    ids = [row[ii] for row in rows]
+    paths, missing = _match_images(ids, _index_images(root), csv_path, root, allow_missing)
+    records = [
+        Record(row[ii], classes.index(row[di]), p, group=row[li] or f"image:{row[ii]}")
+        for row, p in zip(rows, paths)
+        if p is not None
+    ]
+    return classes, records, missing
+
+
+def _load_imagefolder(root):
+    dirs = _split_dirs(root)
+    if dirs is None:
+        raise DatasetError(f"{root} is not an ImageFolder layout; "
+                           "expected train/<class>/* and test/<class>/* (or val/<class>/*)")
+    train_dir, val_dir = dirs
+    classes = sorted(d.name for d in _visible(train_dir.iterdir()) if d.is_dir())
+    extra = sorted(d.name for d in _visible(val_dir.iterdir()) if d.is_dir() and d.name not in classes)
+    if extra:
+        raise DatasetError(
+            f"{val_dir} has class folder(s) {', '.join(extra)} that {train_dir} lacks; add them to train/ "
+            "(an empty folder is not enough: the class needs training images) or remove them"
+        )
+
+    def records(split_dir):
+        out = []
+        for k, c in enumerate(classes):
+            for p in list_images(split_dir / c) if (split_dir / c).is_dir() else []:
+                out.append(Record(p.relative_to(root).as_posix(), k, p))
+        return out
+
+    return classes, records(train_dir), records(val_dir)
+
+
+def _labels_1d(a, key, npz):
+    a = np.asarray(a)
+    if a.ndim == 2 and a.shape[1] == 1:
+        a = a[:, 0]
+    if a.ndim != 1 or not np.issubdtype(a.dtype, np.integer) or (a.size and a.min() < 0):
+        raise DatasetError(f"{npz}: {key} must hold one non-negative integer label per image, shape (N,) or (N, 1); "
+                           f"got {a.dtype} {a.shape}")
+    return a.astype(np.int64)
+
+
+def _images_rgb(a, key, npz):
+    a = np.asarray(a)
+    if a.ndim == 4 and a.shape[3] == 1:
+        a = a[..., 0]
+    if not (a.ndim == 3 or (a.ndim == 4 and a.shape[3] == 3)):
+        raise DatasetError(f"{npz}: {key} must have shape (N, H, W) or (N, H, W, 3); got {a.shape}")
+    if a.dtype != np.uint8:
+        if not np.issubdtype(a.dtype, np.integer) or a.min() < 0 or a.max() > 255:
+            raise DatasetError(f"{npz}: {key} must be uint8 pixels 0..255; got {a.dtype}")
+        a = a.astype(np.uint8)
+    if a.ndim == 3:  # gray -> 3 equal channels, as the networks expect RGB
+        a = np.repeat(a[..., None], 3, axis=3)
+    return np.ascontiguousarray(a)  # (N, H, W, 3)
+
+
+def _load_npz(path):
+    npz = _find_npz(path)
+    if npz is None:
+        raise DatasetError(f"no .npz file in {path}; expected a MedMNIST file such as dermamnist.npz")
+    try:
+        with np.load(npz, allow_pickle=False) as z:  # never unpickle a downloaded file
+            missing = [k for k in NPZ_KEYS if k not in z.files]
+            if missing:
+                raise DatasetError(f"{npz} lacks key(s) {', '.join(missing)} (it has {', '.join(z.files)}); "
+                                   f"expected MedMNIST's {', '.join(NPZ_KEYS)}")
+            arrays = {s: _images_rgb(z[f"{s}_images"], f"{s}_images", npz) for s in ("train", "val")}
+            labels = {s: _labels_1d(z[f"{s}_labels"], f"{s}_labels", npz) for s in ("train", "val")}
+    except DatasetError:
+        raise
+    except (OSError, ValueError, EOFError) as exc:
+        raise DatasetError(f"cannot read {npz} as a .npz file ({exc}); re-download it") from None
+    for s in ("train", "val"):
+        if len(arrays[s]) != len(labels[s]):
+            raise DatasetError(f"{npz}: {len(arrays[s])} {s}_images but {len(labels[s])} {s}_labels; re-download it")
+    n_classes = int(max((labels[s].max() for s in labels if labels[s].size), default=-1)) + 1
+    if n_classes == len(DERMAMNIST_CLASSES):
+        classes = list(DERMAMNIST_CLASSES)
+    else:
+        classes = [f"class_{k}" for k in range(n_classes)]
+    recs = {s: [Record(f"{s}_{i}", int(y), None, index=i) for i, y in enumerate(labels[s])] for s in labels}
+    return npz, classes, recs["train"], recs["val"], arrays
+
+
+def _check_classes(classes, train, val, where):
+    tr = class_counts(train, len(classes))
+    va = class_counts(val, len(classes))
+    if not train:
+        raise DatasetError(f"no training images found in {where}; fix DATA_DIR")
+    if not val:
+        raise DatasetError(f"no validation images in {where} ({len(train)} training images): add images, "
+                           "or a validation folder/split")
+    for k, c in enumerate(classes):
+        if tr[k] == 0 and va[k] > 0:
+            raise DatasetError(
+                f"class {c!r} has no training images ({va[k]} in validation) in {where}; "
+                "add training images of it or remove it from the dataset"
+            )
+
+
+def load_labeled(data_dir, layout="auto", val_fraction=0.2, seed=0, allow_missing=False,
+                 csv_path=None) -> LabeledData:
+    """Load a labeled dataset: records with class indices, a train/validation split, class names in order.
+
+    layout: 'auto' (detect_layout) or one of LAYOUTS. csv_path: the ground-truth / metadata CSV when it is not
+    found automatically. Layouts without a validation split (isic2019, ham10000) get a seeded, stratified
+    one of val_fraction (grouped by lesion_id where known); imagefolder and dermamnist keep their own.
+    DermaMNIST's test_* arrays are not loaded: they stay for a final test, never for model selection.
+    """
+    path = _check_exists(data_dir)
+    if layout not in ("auto",) + LAYOUTS:
+        raise DatasetError(f"unknown layout {layout!r}; choose 'auto' or one of {', '.join(LAYOUTS)}")
+    if not 0.0 < float(val_fraction) < 1.0:
+        raise DatasetError(f"VAL_FRACTION={val_fraction} must lie strictly between 0 and 1, e.g. 0.2")
+    if csv_path is not None:
+        csv_path = _check_exists(csv_path)
+        if layout == "auto":
+            layout = "ham10000" if _is_ham_header(_csv_header(csv_path)) else "isic2019"
+    elif path.is_file() and path.suffix.lower() == ".csv":
+        csv_path, path = path, path.parent
+    if layout == "auto":
+        layout = detect_layout(path)
+    root = path if path.is_dir() else path.parent
+    arrays, missing = None, []
+    if layout in ("isic2019", "ham10000"):
+        csv_path = csv_path or _find_csv(root, layout)
+        if csv_path is None:
+            want = "a *GroundTruth*.csv" if layout == "isic2019" else "HAM10000_metadata.csv"
+            raise DatasetError(f"no {want} found in {root}; fix DATA_DIR or set the CSV path")
+        load = _load_isic if layout == "isic2019" else _load_ham
+        classes, records, missing = load(root, csv_path, allow_missing)
+        if not records:
+            raise DatasetError(f"none of the images listed in {csv_path} were found; fix DATA_DIR")
+        train, val = _split_records(records, val_fraction, seed)
+    elif layout == "imagefolder":
+        classes, train, val = _load_imagefolder(root)
+        if not train and not val:
+            raise DatasetError(f"no images in the class folders of {root}/train and its validation folder; "
+                               "fix DATA_DIR")
+    else:
+        path, classes, train, val, arrays = _load_npz(path)
+    _check_classes(classes, train, val, path)
+    return LabeledData(layout, classes, train, val, path, arrays, missing)
+
+
+# ------------------------------------------------------------------------------------------- split file, balance
+
+
+def write_split(data: LabeledData, path):
+    """split.csv with columns image,split,label,class,group: which image went where, written atomically."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["image", "split", "label", "class", "group"])
+    for split, records in (("train", data.train), ("val", data.val)):
+        w.writerows([r.image_id, split, r.label, data.classes[r.label], r.group or ""] for r in records)
+    atomic_write_text(path, buf.getvalue())
+    return Path(path)
+
+
+def class_counts(records, n_classes) -> np.ndarray:
+    """(K,) int: images per class."""
+    return np.bincount(np.array([r.label for r in records], dtype=np.int64), minlength=n_classes)[:n_classes]
+
+
+def class_weights(records, n_classes) -> torch.Tensor:
+    """(K,) inverse-frequency weights normalised to mean 1 over the classes present; 0 for absent classes."""
+    counts = class_counts(records, n_classes).astype(np.float64)
+    w = np.zeros(n_classes)
+    present = counts > 0
+    w[present] = 1.0 / counts[present]
+    if present.any():
+        w[present] /= w[present].mean()
+    return torch.tensor(w, dtype=torch.float32)
+
+
+class BalancedSampler(torch.utils.data.WeightedRandomSampler):
+    """Every class equally likely per draw (with replacement). set_epoch(e) reseeds with seed + e, so a
+    resumed run draws the same order for an epoch as an uninterrupted one."""
+
+    def __init__(self, weights, num_samples, seed):
+        self.seed = seed
+        super().__init__(weights, num_samples, replacement=True, generator=torch.Generator().manual_seed(seed))
+
+    def set_epoch(self, epoch):
+        self.generator.manual_seed(self.seed + epoch)
+
+
+def balanced_sampler(records, n_classes, seed) -> torch.utils.data.WeightedRandomSampler:
+    counts = class_counts(records, n_classes)
+    per_image = 1.0 / counts[[r.label for r in records]]  # each class's images share the class's mass
+    return BalancedSampler(torch.as_tensor(per_image, dtype=torch.double), len(records), seed)
+
+
+# ------------------------------------------------------------------------------------------- torch dataset
+
+
+class ImageDataset(torch.utils.data.Dataset):
+    """(transform(PIL RGB image), label, index) per record; files decoded by open_rgb, npz rows from arrays.
+
+    A file that fails to decode (BadImage, or an OSError such as a file removed mid-run) must not end a
+    long run: the next good record is returned instead (with its own label and index, so the caller sees
+    the substitution as index != i), and (path, reason) is remembered. Since DataLoader workers are separate
+    processes, skips are also appended to a small log file (skip_log; a temporary file by default) that
+    `skipped` reads back, de-duplicated, in the main process. Find bad files before training with
+    prepare_resized so that validation predictions are never substituted.
+
+    arrays: the LabeledData.arrays dict (the split is read from the record's image_id, f"{split}_{i}") or
+    one (N, H, W, 3) uint8 array. min_side: JPEG draft decoding keeps both sides >= min_side.
+    """
+
+    def __init__(self, records, transform, arrays=None, min_side=None, skip_log=None):
+        self.records = list(records)
+        self.transform = transform
+        self.arrays = arrays
+        self.min_side = min_side
+        if skip_log is None:
+            skip_log = Path(tempfile.gettempdir()) / f"csnas-skipped-{uuid.uuid4().hex}.tsv"  # made on a first skip
+        self.skip_log = Path(skip_log)
+        self._skipped = []  # this process's skips
+        self._bad = set()  # indices known bad in this process: not decoded again
+
+    def __len__(self):
+        return len(self.records)
+
+    def _pil(self, r):
+        if r.path is None:
+            a = self.arrays
+            if isinstance(a, dict):
+                a = a[r.image_id.rsplit("_", 1)[0]]
+            return Image.fromarray(a[r.index])
+        return open_rgb(r.path, self.min_side)
+
+    def _skip(self, r, reason):
+        self._skipped.append((r.path, reason))
+        try:
+            with open(self.skip_log, "a") as f:  # one short line per write: appends do not interleave
+                f.write(f"{r.path}\t{reason}\n")
+        except OSError:
+            pass  # the in-process list still has it
+
+    @property
+    def skipped(self):
+        """[(path, reason)] of files skipped so far, in this process and in loader workers."""
+        out = list(self._skipped)
+        if self.skip_log.exists():
+            for line in self.skip_log.read_text().splitlines():
+                p, _, reason = line.partition("\t")
+                out.append((Path(p), reason))
+        return list(dict.fromkeys(out))
+
+    def __getitem__(self, i):
+        n = len(self.records)
+        for j in (i + k for k in range(n)):
+            j %= n
+            if j in self._bad:
+                continue
+            r = self.records[j]
+            try:
+                img = self._pil(r)
+            except (BadImage, OSError) as exc:
+                self._bad.add(j)
+                self._skip(r, str(exc) if isinstance(exc, BadImage) else f"unreadable ({type(exc).__name__})")
+                continue
+            return self.transform(img), r.label, j
+        raise DatasetError(f"none of the {n} images of this dataset can be decoded; see {self.skip_log}")
+
+
+# ------------------------------------------------------------------------------------------- resized copy
+
+
+INDEX_FILE = "index.json"
+
+
+def _cache_key(src, short_side):
+    return hashlib.sha1(f"{os.path.abspath(src)}|{short_side}".encode()).hexdigest()
+
+
+def _stat(src):
+    st = os.stat(src)
+    return st.st_size, st.st_mtime_ns
+
+
+def _resize_one(job):
+    """Pool worker: (src, dest, short_side) -> (src, reason or None, remember). Writes dest via temp + rename.
+
+    remember is False when the source is fine but the copy could not be written (disk full, permissions):
+    such a failure is reported now and retried next time, not remembered as a bad file.
+    """
+    src, dest, short_side = job
+    try:
+        im = open_rgb(src, min_side=short_side)
+    except BadImage as exc:
+        return src, str(exc), True
+    w, h = im.size
+    if min(w, h) > short_side:  # only shrink: enlarging a small image adds no detail
+        s = short_side / min(w, h)
+        size = (max(short_side, round(w * s)), max(short_side, round(h * s)))
+        im = im.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+    dest = Path(dest)
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        im.save(tmp, "JPEG", quality=95)
+        os.replace(tmp, dest)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        return src, f"cannot write the resized copy ({exc})", False
+    return src, None, True
+
+
+def prepare_resized(records, short_side, cache_dir, workers=None, progress=True):
+    """One-time resized JPEG copies (short side = short_side, aspect kept, quality 95) for fast training.
+
+    Each file is decoded once (draft decoding), in parallel. Copies live at cache_dir/<aa>/<sha1>.jpg (sha1 of
+    the source path and short_side); cache_dir/index.json records each source's size and mtime, so a later
+    call reuses copies (and remembered failures) whose source is unchanged. Returns (records pointing at the
+    copies, [(source path, reason)] of files that could not be decoded: their records are dropped).
+    Records without a path (npz rows) pass through unchanged. Images smaller than short_side are not enlarged.
+    """
+    cache_dir = Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    index_file = cache_dir / INDEX_FILE
+    try:
+        index = json.loads(index_file.read_text())
+    except (OSError, ValueError):
+        index = {}  # none yet, or torn: rebuild what is needed
+    dest = {}  # source path -> copy path
+    stats = {}  # source path -> (size, mtime_ns) or None when it cannot be stat'ed
+    todo = []
+    for r in records:
+        if r.path is None or str(r.path) in dest:
+            continue
+        src, key = str(r.path), _cache_key(r.path, short_side)
+        dest[src] = cache_dir / key[:2] / f"{key}.jpg"
+        try:
+            stats[src] = _stat(src)
+        except OSError:
+            stats[src] = None
+            continue
+        entry = index.get(key, {})
+        fresh = [entry.get("size"), entry.get("mtime_ns")] == list(stats[src])
+        if not fresh or (entry.get("bad") is None and not dest[src].exists()):
+            index.pop(key, None)
+            todo.append((src, str(dest[src]), short_side))
+
+    failed = {}  # failures not to remember: source path -> reason
+    workers = (os.cpu_count() or 1) if workers is None else workers
+    workers = max(1, min(workers, len(todo)))
+    bar = None
+    if progress and todo:
+        from tqdm import tqdm
+        bar = tqdm(total=len(todo), desc=f"resized copies at {short_side}px", unit="img")
+    pool = multiprocessing.Pool(workers) if workers > 1 else None
+    try:
+        chunk = max(1, min(32, math.ceil(len(todo) / (workers * 8))))
+        results = pool.imap_unordered(_resize_one, todo, chunksize=chunk) if pool else map(_resize_one, todo)
+        for n, (src, reason, remember) in enumerate(results, 1):
+            if remember:
+                size, mtime = stats[src]
+                index[_cache_key(src, short_side)] = {"src": os.path.abspath(src), "size": size, "mtime_ns": mtime,
+                                                      "bad": reason}
+            else:
+                failed[src] = reason
+            if bar is not None:
+                bar.update()
+            if n % 2000 == 0:  # a kill loses at most this much work
+                atomic_write_text(cache_dir / INDEX_FILE, json.dumps(index))
+    finally:
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+        if bar is not None:
+            bar.close()
+    if todo:
+        atomic_write_text(index_file, json.dumps(index))
+
+    out, skipped = [], []
+    for r in records:
+        if r.path is None:
+            out.append(r)
+            continue
+        src = str(r.path)
+        entry = index.get(_cache_key(src, short_side), {})
+        if stats[src] is None:
+            skipped.append((r.path, "file not found"))
+        elif src in failed or entry.get("bad"):
+            skipped.append((r.path, failed.get(src) or entry["bad"]))
+        else:
+            out.append(replace(r, path=dest[src]))
+    return out, skipped
+
+
+# ------------------------------------------------------------------------------------------- transforms
+
+
+class RandomRot90(torch.nn.Module):
+    """Rotate a (…, H, W) tensor by a random multiple of 90°: lossless, and lesions have no 'up'."""
+
+    def forward(self, x):
+        k = int(torch.randint(4, (1,)))
+        return torch.rot90(x, k, dims=(-2, -1)) if k else x
+
+
+def train_transform(image_size, mean, std, scale=(0.4, 1.0), rot90=True, jitter=(0.2, 0.2, 0.1, 0.0),
+                    normalize=True):
+    """Training augmentation of a PIL image -> float tensor (3, image_size, image_size), normalised.
+
+    RandomResizedCrop(scale), horizontal and vertical flips, 90° rotations (with the flips, all 8 symmetries
+    of the square: lesions have no 'up'), mild colour jitter (brightness, contrast, saturation, hue; None
+    turns it off). Hue defaults to 0: colour is diagnostic in dermoscopy (blue-white veil, red vessels), and
+    PIL's hue shift alone costs about as much as everything else per image. With draft decoding, a min_side
+    of about image_size / sqrt(scale[0]) keeps the smallest crops at full resolution.
+    normalize=False returns uint8 (3, S, S), 4x less to copy; then convert and normalise on the device.
+    """
+    steps = [
+        v2.RandomResizedCrop(image_size, scale=tuple(scale), antialias=True),
+        v2.RandomHorizontalFlip(),
+        v2.RandomVerticalFlip(),
+    ]
+    if jitter and any(jitter):
+        steps.append(v2.ColorJitter(*jitter))
+    steps.append(v2.ToImage())
+    if rot90:
+        steps.append(RandomRot90())
+    return v2.Compose(steps + _to_float(mean, std, normalize))
+
+
+def eval_transform(image_size, mean, std, crop_fraction=1.0, normalize=True):
+    """Resize the short side to image_size / crop_fraction, centre crop image_size, normalise
+    (normalize=False: uint8 (3, S, S), as in train_transform)."""
+    steps = [
+        v2.Resize(int(round(image_size / crop_fraction)), antialias=True),
+        v2.CenterCrop(image_size),
+        v2.ToImage(),
+    ]
+    return v2.Compose(steps + _to_float(mean, std, normalize))
+
+
+def _to_float(mean, std, normalize):
+    if not normalize:
+        return []
+    return [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))]
