@@ -1,5 +1,6 @@
 """The constants block is the configuration: `--NAME=value` overrides, presets, printing and saving."""
 import ast
+import difflib
 import sys
 
 
@@ -16,8 +17,10 @@ def _parse(name, text, default):
         if default is None:
             return text  # an unset path or name: take the text as it is
         raise ConfigError(f"--{name}={text}: expected a {type(default).__name__} like {default!r}") from None
-    if default is None or value is None:
+    if default is None:
         return value
+    if value is None:  # a setting that has a value by default needs one (None would crash later)
+        raise ConfigError(f"--{name}={text}: expected a {type(default).__name__} like {default!r}")
     if isinstance(default, bool) != isinstance(value, bool):
         raise ConfigError(f"--{name}={text}: expected True or False") if isinstance(default, bool) else ConfigError(
             f"--{name}={text}: expected a {type(default).__name__} like {default!r}"
@@ -39,7 +42,7 @@ def parse_overrides(argv, defaults):
             raise ConfigError(f"cannot read {arg!r}: settings look like --NAME=value, e.g. --EPOCHS=3")
         name, text = arg[2:].split("=", 1)
         if name not in defaults:
-            close = [k for k in defaults if k.lower() == name.lower()]
+            close = [k for k in defaults if k.lower() == name.lower()] or difflib.get_close_matches(name, defaults, 1)
             hint = f" (did you mean {close[0]}?)" if close else ""
             raise ConfigError(f"unknown setting --{name}{hint}; known: {', '.join(sorted(defaults))}")
         out[name] = _parse(name, text, defaults[name])

@@ -194,7 +194,10 @@ def resolve(spec):
             data = json.loads(path.read_text())
         except json.JSONDecodeError as exc:
             raise ValueError(f"{path} is not valid JSON ({exc})") from None
-        return from_dict(data.get("genotype", data)), str(path)
+        try:
+            return from_dict(data.get("genotype", data) if isinstance(data, dict) else data), str(path)
+        except ValueError as exc:
+            raise ValueError(f"{path} holds no usable genotype ({exc})") from None
     raise ValueError(
         f"unknown GENOTYPE {spec!r}: give one of {', '.join(NAMED_GENOTYPES)}, a best_genotype.json, "
         "or a search run folder that holds one"

@@ -91,7 +91,7 @@ class AuxiliaryHeadImageNet(nn.Module):
     def __init__(self, c, num_classes):
         super().__init__()
         self.features = nn.Sequential(
-            nn.ReLU(inplace=True),
+            nn.ReLU(inplace=False),  # its input is also the main path's feature map: must not change it
             nn.AdaptiveAvgPool2d(2),
             nn.Conv2d(c, 128, 1, bias=False),
             nn.BatchNorm2d(128),

@@ -1,4 +1,5 @@
 """Run folders: create or resume one, refuse to mix configs or touch finished runs, write files atomically."""
+import functools
 import json
 import os
 import tempfile
@@ -12,11 +13,19 @@ RUNS_ROOT = REPO_ROOT / "runs"  # default home of run folders: runs/search/<stam
 FINISHED = "finished.json"
 
 
+@functools.lru_cache(maxsize=None)
+def _umask():
+    mask = os.umask(0o022)  # reading the umask means setting it; put it straight back
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path, data: bytes):
     """Write via a temporary file in the same folder and rename, so a kill leaves the old file or the new one."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; results should read like any other file
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

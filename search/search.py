@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from hyperopt import STATUS_FAIL, STATUS_OK, hp  # noqa: E402
+from hyperopt import hp  # noqa: E402  (only hp: upper-case imports would count as settings)
 from tqdm import tqdm  # noqa: E402
 
 from common import genotypes as G  # noqa: E402
@@ -80,6 +80,14 @@ _RESUME_MAY_CHANGE = ("OUT_DIR", "DEVICE", "DECODE_WORKERS", "DEBUG", "MAX_FAILU
 def search_space(steps=G.STEPS):
     """One categorical choice of op per candidate edge, for the normal and the reduction cell."""
     return {label: hp.choice(label, G.PRIMITIVES) for label in G.sample_labels(steps)}
+
+
+def check_data_dir(folder):
+    """Refuse a missing or image-less DATA_DIR before a run folder is made for it (a typo leaves nothing behind)."""
+    if not folder.is_dir():
+        raise ConfigError(f"DATA_DIR {folder} is not a folder; point it at a folder of images (searched recursively)")
+    if not list_images(folder):
+        raise ConfigError(f"no images (jpg/jpeg/png/bmp/tif) found under {folder}")
 
 
 def load_images(cfg, run_dir, log=print):
@@ -159,6 +167,11 @@ def main(argv=None):
     cfg, from_preset = configure(globals(), argv, PRESETS)
     if cfg["ALGO"] not in ("tpe", "random"):
         raise ConfigError(f"ALGO must be 'tpe' or 'random', not {cfg['ALGO']!r}")
+    for name in ("N_TRIALS", "EPOCHS", "BATCH_SIZE", "IMAGE_SIZE", "INIT_CHANNELS", "LAYERS", "MAX_FAILURES"):
+        if cfg[name] < 1:  # 0 would end in a traceback (no trial, no epoch, no batch)
+            raise ConfigError(f"--{name}={cfg[name]}: must be at least 1")
+    if cfg["DATA_DIR"] is not None:
+        check_data_dir(Path(cfg["DATA_DIR"]).expanduser())
     run_dir, resumed = open_run_dir(cfg["OUT_DIR"] or new_run_dir("search"), cfg, ignore=_RESUME_MAY_CHANGE)
     if cfg["DATA_DIR"] is None:
         print("DEMO: no DATA_DIR given, so this searches the built-in synthetic lesions with the small 'demo' preset.\n"

@@ -1,0 +1,117 @@
+"""Every named genotype builds a search and an evaluation network that run forward and backward cleanly."""
+import pytest
+import torch
+
+from common import genotypes as G
+from common.networks import EvalNetwork, SearchNetwork
+
+
+def _views(b=4, size=16, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(b, 3, size, size, generator=g), torch.randn(2, b, 3, size, size, generator=g)
+
+
+def _dead_prefixes(model):
+    """Parameter-name prefixes of ops on nodes whose output reaches neither the concat nor a used node.
+
+    The paper's CNAS_ISIC_s5 reduction cell has one: node 0 (state 2) feeds nothing and is not in 3..6.
+    """
+    dead = []
+    for k, cell in enumerate(model.cells):
+        live = set(cell.concat)
+        for node in reversed(range(len(cell.ops) // 2)):
+            if 2 + node in live:
+                live |= {cell.inputs[2 * node], cell.inputs[2 * node + 1]}
+        dead += [f"cells.{k}.ops.{j}." for j in range(len(cell.ops)) if 2 + j // 2 not in live]
+        dead += [f"cells.{k}.pre{s}." for s in (0, 1) if s not in live]
+    return tuple(dead)
+
+
+def _check_grads(model):
+    dead = _dead_prefixes(model)
+    for name, p in model.named_parameters():
+        if name.startswith(dead):
+            assert p.grad is None, f"{name} is on an unused node yet got a gradient"
+            continue
+        assert p.grad is not None, f"{name} got no gradient"
+        assert torch.isfinite(p.grad).all(), f"{name} has a non-finite gradient"
+
+
+@pytest.mark.parametrize("name", G.NAMED_GENOTYPES)
+def test_only_the_s5_reduction_cell_has_an_unused_node(name):
+    model = SearchNetwork(getattr(G, name), C=4, layers=3)  # cells 1 and 2 reduce
+    want = ("cells.1.ops.0.", "cells.1.ops.1.", "cells.2.ops.0.", "cells.2.ops.1.") if name == "CNAS_ISIC_s5" else ()
+    assert _dead_prefixes(model) == want
+
+
+@pytest.mark.parametrize("name", G.NAMED_GENOTYPES)
+def test_search_network_forward_backward(name):
+    torch.manual_seed(0)
+    model = SearchNetwork(getattr(G, name), C=4, layers=3)
+    whole, patches = _views()
+    f_whole, f_patch = model(whole, patches)
+    assert f_whole.shape == (4, 256) and f_patch.shape == (4, 256)
+    assert torch.isfinite(f_whole).all() and torch.isfinite(f_patch).all()
+    (f_whole.square().mean() + f_patch.square().mean()).backward()
+    _check_grads(model)
+
+
+def test_search_network_paper_size():
+    torch.manual_seed(0)
+    model = SearchNetwork(G.CNAS_ISIC_s5)  # C=32, 8 cells
+    assert model.feature_dim == 512
+    assert len(model.cells) == 8 and sum(c.reduction for c in model.cells) == 2
+    with torch.no_grad():
+        feats = model.features(torch.randn(2, 3, 32, 32))
+    assert feats.shape == (2, 512) and torch.isfinite(feats).all()
+
+
+@pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
+def test_search_network_channels_last_matches_nchw(train):
+    torch.manual_seed(0)
+    model = SearchNetwork(G.DARTS_V2, C=4, layers=3).train(train)
+    whole, patches = _views(b=3)
+    with torch.no_grad():
+        ref = model(whole, patches)
+        model.use_channels_last()
+        assert model.stem[0].weight.is_contiguous(memory_format=torch.channels_last)
+        out = model(whole, patches)
+    for a, b in zip(ref, out):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", G.NAMED_GENOTYPES)
+def test_eval_network_logits_aux_and_gradients(name):
+    torch.manual_seed(0)
+    model = EvalNetwork(getattr(G, name), num_classes=5, C=8, layers=3, auxiliary=True, drop_path_prob=0.2)
+    x = torch.randn(2, 3, 64, 64)
+    logits, aux = model(x)
+    assert logits.shape == (2, 5) and aux is not None and aux.shape == (2, 5)
+    assert torch.isfinite(logits).all() and torch.isfinite(aux).all()
+    (logits.logsumexp(1).mean() + 0.4 * aux.logsumexp(1).mean()).backward()
+    _check_grads(model)
+
+    model.eval()
+    with torch.no_grad():
+        logits, aux = model(x)
+    assert logits.shape == (2, 5) and aux is None and torch.isfinite(logits).all()
+    assert model.last_cell() is model.cells[-1]
+
+
+def test_auxiliary_head_does_not_change_the_main_output():
+    torch.manual_seed(0)
+    model = EvalNetwork(G.DARTS_V2, num_classes=4, C=8, layers=3)  # the aux head sits on the last cell here
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        with_aux, aux = model(x)
+        head, model.aux_head = model.aux_head, None
+        without_aux, _ = model(x)
+    assert aux is not None and head is not None
+    torch.testing.assert_close(with_aux, without_aux)
+
+
+def test_eval_network_without_auxiliary_head():
+    model = EvalNetwork(G.CNAS_ISIC_s4, num_classes=3, C=8, layers=3, auxiliary=False)
+    logits, aux = model(torch.randn(2, 3, 64, 64))
+    assert logits.shape == (2, 3) and aux is None
+    assert not any(n.startswith("aux_head") for n, _ in model.named_parameters())

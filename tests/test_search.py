@@ -1,0 +1,325 @@
+"""search/search.py end to end on tiny folders: every run file, bad files, failing candidates, resume, clear errors."""
+import csv
+import io
+import json
+import os
+import runpy
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from common import genotypes as G
+from common.config import ConfigError
+from common.images import cache_path_for
+from common.networks import SearchNetwork
+from conftest import ROOT, load_script
+
+# a network small enough for a 2-core CPU: 3 cells (normal, reduce, reduce), C=4 (FactorizedReduce sees 8, 16)
+TINY = ["--EPOCHS=1", "--INIT_CHANNELS=4", "--LAYERS=3", "--BATCH_SIZE=8", "--IMAGE_SIZE=16", "--SEED=3",
+        "--DECODE_WORKERS=1", "--DEVICE=cpu"]
+
+
+def _write_images(folder, n=24, seed=0):
+    """n random-content 40x30 images, half PNG and half JPEG."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        pixels = rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / f"img_{i:02d}.{'png' if i % 2 else 'jpg'}")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    return _write_images(tmp_path_factory.mktemp("data") / "images")
+
+
+def _search(out_dir, data_dir, *args, cache=None, patch=None):
+    """Run search.py's main() in-process from a fresh import (main() writes the resolved config into globals)."""
+    module = load_script("search/search.py")
+    cache = cache or Path(out_dir).parent / f"{Path(out_dir).name}-cache.npz"
+    module.cache_path_for = lambda folder, size: cache  # keep the image cache out of the repository
+    if patch:
+        patch(module)
+    run_dir = module.main([f"--DATA_DIR={data_dir}", f"--OUT_DIR={out_dir}", *TINY, *args])
+    return module, Path(run_dir)
+
+
+def _trials(run_dir):
+    return [json.loads(line) for line in (run_dir / "trials.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(images, tmp_path_factory):
+    """One tiny TPE search (2 trials) shared by the tests that only read its folder."""
+    out = tmp_path_factory.mktemp("search") / "run"
+    _, run_dir = _search(out, images, "--N_TRIALS=2")
+    return run_dir
+
+
+def test_tiny_search_writes_every_file(tiny_run):
+    run = tiny_run
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["N_TRIALS"] == 2 and cfg["INIT_CHANNELS"] == 4 and cfg["ALGO"] == "tpe"
+    assert "STATUS_OK" not in cfg  # only the constants block is configuration
+
+    trials = _trials(run)
+    assert [t["trial"] for t in trials] == [1, 2] and {t["status"] for t in trials} == {"ok"}
+    for t in trials:
+        assert np.isfinite(t["loss"]) and t["seconds"] > 0
+        G.from_dict(t["genotype"])  # a valid genotype
+        assert G.sample_to_genotype(t["sample"]) == G.from_dict(t["genotype"])
+
+    best = json.loads((run / "best_genotype.json").read_text())
+    winner = min(trials, key=lambda t: t["loss"])
+    assert best["trial"] == winner["trial"] and best["loss"] == winner["loss"]
+    genotype, source = G.resolve(run)  # what eval's GENOTYPE=<run folder> does
+    assert genotype == G.from_dict(winner["genotype"]) and source == str(run / "best_genotype.json")
+    scope = {"Genotype": G.Genotype}
+    exec(best["literal"], scope)
+    assert scope["CSNAS_SEARCHED"] == genotype
+
+    rendered = ("normal_cell.png", "reduce_cell.png") if shutil.which("dot") else ()  # CI installs Graphviz
+    for name in ("search_curve.png", *rendered):
+        with Image.open(run / name) as im:
+            assert im.format == "PNG" and min(im.size) > 10
+    for name in ("normal_cell.pdf", "reduce_cell.pdf") if rendered else ():
+        assert (run / name).read_bytes().startswith(b"%PDF")
+    for kind in ("normal", "reduce"):
+        assert "digraph" in (run / f"{kind}_cell.gv").read_text()
+    assert json.loads((run / "finished.json").read_text())["ok_trials"] == 2
+    assert not (run / "skipped_files.csv").exists()
+    assert not [p.name for p in run.iterdir() if p.name.startswith(".")]  # no temporary files left
+
+
+def test_without_dot_the_search_finishes_with_sources_and_a_hint(images, tmp_path, monkeypatch, capsys, tiny_run):
+    which = shutil.which
+    monkeypatch.setattr(shutil, "which", lambda name, *a, **k: None if name == "dot" else which(name, *a, **k))
+    _, run = _search(tmp_path / "run", images, "--N_TRIALS=2")
+    out = capsys.readouterr().out
+    assert "install Graphviz" in out and "apt-get install graphviz" in out
+    assert (run / "normal_cell.gv").exists() and (run / "reduce_cell.gv").exists()
+    assert not (run / "normal_cell.png").exists() and (run / "finished.json").exists()
+
+    # the same SEED and settings propose the same candidates and train them to the same losses
+    first, again = _trials(tiny_run), _trials(run)
+    assert [t["genotype"] for t in again] == [t["genotype"] for t in first]
+    assert [t["sample"] for t in again] == [t["sample"] for t in first]
+    assert [t["loss"] for t in again] == pytest.approx([t["loss"] for t in first], rel=1e-4)
+
+
+def _bad_file_folder(root):
+    """16 good images, each bad kind from issue 5 once, and files that must be ignored."""
+    folder = _write_images(root, n=14, seed=1)
+    deep = (np.arange(30 * 40, dtype=np.uint16).reshape(30, 40) * 50).astype(np.uint16)
+    Image.fromarray(deep).save(folder / "deep16.png")  # 16-bit grayscale: loads
+    Image.new("CMYK", (40, 30), (0, 200, 200, 0)).save(folder / "cmyk.jpg")  # loads
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees on display: loads, rotated
+    Image.fromarray(np.random.default_rng(2).integers(0, 256, (30, 40, 3), dtype=np.uint8)).save(
+        folder / "exif_rotated.jpg", exif=exif)
+    (folder / "zero.jpg").write_bytes(b"")
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(3).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(buf, "JPEG")
+    (folder / "truncated.jpg").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    (folder / "text.png").write_text("this is not a picture\n")
+    (folder / ".hidden.jpg").write_bytes(b"")  # hidden: ignored, not listed
+    (folder / "notes.txt").write_text("labels are never read\n")  # not an image: ignored
+    return folder, {"zero.jpg", "truncated.jpg", "text.png"}
+
+
+def test_random_search_over_a_folder_with_bad_files(tmp_path, capsys):
+    folder, unreadable = _bad_file_folder(tmp_path / "messy")
+    _, run = _search(tmp_path / "run", folder, "--N_TRIALS=2", "--ALGO=random")
+    assert "skipped 3 of 20 files" in capsys.readouterr().out
+    with open(run / "skipped_files.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert {Path(r["path"]).name for r in rows} == unreadable
+    assert all(r["reason"] for r in rows)
+    assert json.loads((run / "config.json").read_text())["ALGO"] == "random"
+    assert [t["status"] for t in _trials(run)] == ["ok", "ok"] and (run / "finished.json").exists()
+
+
+def _nan_in_trial(bad_trials):
+    """A patch for the loaded script: the candidates of calls `bad_trials` (1-based) output NaN features."""
+
+    def patch(module):
+        real, calls = module.run_trial, []
+
+        def run_trial(genotype, *args, **kwargs):
+            calls.append(1)
+            if len(calls) not in bad_trials:
+                return real(genotype, *args, **kwargs)
+            forward = SearchNetwork.forward
+            SearchNetwork.forward = lambda self, *a: tuple(t * float("nan") for t in forward(self, *a))
+            try:
+                return real(genotype, *args, **kwargs)
+            finally:
+                SearchNetwork.forward = forward
+
+        module.run_trial = run_trial
+
+    return patch
+
+
+def test_a_nan_candidate_is_recorded_as_failed_and_the_search_goes_on(images, tmp_path):
+    _, run = _search(tmp_path / "run", images, "--N_TRIALS=2", patch=_nan_in_trial({1}))
+    trials = _trials(run)
+    assert [t["status"] for t in trials] == ["fail", "ok", "ok"]
+    assert trials[0]["loss"] is None and "NonFiniteLoss" in trials[0]["reason"] and "nan" in trials[0]["reason"]
+    assert trials[0]["seconds"] >= 0 and "genotype" in trials[0]
+    finished = json.loads((run / "finished.json").read_text())
+    assert finished["ok_trials"] == 2 and finished["failed_trials"] == 1
+    assert json.loads((run / "best_genotype.json").read_text())["trial"] in (2, 3)
+
+
+def test_too_many_failures_stop_the_search(images, tmp_path):
+    def always_fail(module):
+        def run_trial(*args, **kwargs):
+            raise RuntimeError("CUDA out of memory (simulated)")
+
+        module.run_trial = run_trial
+
+    module = load_script("search/search.py")
+    module.cache_path_for = lambda folder, size: tmp_path / "cache.npz"
+    always_fail(module)
+    with pytest.raises(module.SearchStopped, match="2 failed trials.*out of memory"):
+        module.main([f"--DATA_DIR={images}", f"--OUT_DIR={tmp_path / 'run'}", *TINY, "--N_TRIALS=2",
+                     "--MAX_FAILURES=2"])
+    trials = _trials(tmp_path / "run")
+    assert [t["status"] for t in trials] == ["fail", "fail"]
+    assert not (tmp_path / "run" / "finished.json").exists()
+
+
+# ---- as users run it: a subprocess from search/ ------------------------------------------------------------
+
+
+def _cli(*args):
+    return [sys.executable, "search.py", *TINY, *args]
+
+
+def _env():
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+@pytest.fixture
+def repo_cache_cleanup():
+    """Subprocesses cache images under REPO_ROOT/data/cache; remove exactly the files these tests made."""
+    folders = []
+    yield folders.append
+    for folder in folders:
+        cache_path_for(folder, 16).unlink(missing_ok=True)
+
+
+def _error_line(proc):
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, proc.stderr
+    return errors[0]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cli_errors(images, tmp_path_factory):
+    """Launch the user-error subprocesses when this module starts: they import torch on the spare core while the
+    in-process tests run on the other, and test_user_errors_exit_with_one_line collects them."""
+    tmp = tmp_path_factory.mktemp("cli")
+    empty = tmp / "empty"
+    (empty / "sub").mkdir(parents=True)
+    (empty / "README.txt").write_text("no pictures here")
+    missing = tmp / "no_such_folder"
+    data = tmp / "nan_data"
+    shutil.copytree(images, data)
+    cases = {
+        "missing": (_cli(f"--DATA_DIR={missing}", f"--OUT_DIR={tmp / 'r1'}"), [str(missing), "not a folder"]),
+        "empty": (_cli(f"--DATA_DIR={empty}", f"--OUT_DIR={tmp / 'r2'}"), [str(empty), "no images"]),
+        "too many failures": (  # TAU=0 makes every loss NaN
+            _cli(f"--DATA_DIR={data}", f"--OUT_DIR={tmp / 'r3'}", "--TAU=0.0", "--MAX_FAILURES=1", "--N_TRIALS=2"),
+            ["stopped after 1 failed trials", "NonFiniteLoss"]),
+    }
+    procs = {name: subprocess.Popen(cmd, cwd=ROOT / "search", env=_env(), stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True) for name, (cmd, _) in cases.items()}
+    yield tmp, {name: (procs[name], words) for name, (_, words) in cases.items()}
+    for proc in procs.values():
+        proc.kill()
+        proc.communicate()
+    cache_path_for(data, 16).unlink(missing_ok=True)  # subprocesses cache under REPO_ROOT/data/cache
+
+
+def test_user_errors_exit_with_one_line(cli_errors):
+    tmp, runs = cli_errors
+    for name, (proc, words) in runs.items():
+        out, err = proc.communicate(timeout=180)
+        line = _error_line(subprocess.CompletedProcess(proc.args, proc.returncode, out, err))
+        assert all(word in line for word in words), (name, line)
+    # a wrong DATA_DIR leaves no run folder behind (so the corrected command can reuse OUT_DIR)
+    assert not (tmp / "r1").exists() and not (tmp / "r2").exists()
+    assert [t["status"] for t in _trials(tmp / "r3")] == ["fail"]
+
+
+@pytest.mark.parametrize("arg,words", [("--FOO=1", ["--FOO", "unknown"]), ("--EPOCHS=abc", ["--EPOCHS=abc", "int"]),
+                                       ("--EPOCH=3", ["did you mean EPOCHS?"]), ("EPOCHS=3", ["--NAME=value"]),
+                                       ("--N_TRIALS=0", ["N_TRIALS", "at least 1"]), ("--ALGO=grid", ["ALGO", "grid"])])
+def test_bad_arguments_exit_with_one_line(arg, words, monkeypatch, capsys):
+    line = _error_line(_run_main_block(monkeypatch, capsys, ["search.py", arg]))
+    assert all(w in line for w in words), line
+
+
+def _run_main_block(monkeypatch, capsys, argv):
+    """`python search.py ...` without a new process: the script's __main__ block runs here and must exit."""
+    monkeypatch.setattr(sys, "argv", argv)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+        runpy.run_path(str(ROOT / "search" / "search.py"), run_name="__main__")
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(argv, exit_.value.code, out, err)
+
+
+def test_killed_search_resumes_where_it_stopped(images, tmp_path, repo_cache_cleanup, monkeypatch, capsys):
+    data, out = tmp_path / "data", tmp_path / "run"
+    shutil.copytree(images, data)
+    repo_cache_cleanup(data)
+    cmd = _cli("--N_TRIALS=4", f"--DATA_DIR={data}", f"--OUT_DIR={out}")
+    trials_file = out / "trials.jsonl"
+
+    proc = subprocess.Popen(cmd, cwd=ROOT / "search", env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline, seen = time.monotonic() + 120, b""
+    try:
+        while seen.count(b"\n") < 2:
+            assert proc.poll() is None, "the search ended before it could be killed"
+            assert time.monotonic() < deadline, "no two trials within 120 s"
+            time.sleep(0.02)
+            seen = trials_file.read_bytes() if trials_file.exists() else b""
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL and not (out / "finished.json").exists()
+    before = seen.split(b"\n")[:2]  # as they were before the kill
+    assert trials_file.read_bytes().split(b"\n")[:2] == before
+
+    # a different config is refused and changes nothing
+    config = (out / "config.json").read_bytes()
+    with pytest.raises(ConfigError, match="EPOCHS"):
+        _search(out, data, "--N_TRIALS=4", "--EPOCHS=2")
+    assert (out / "config.json").read_bytes() == config and trials_file.read_bytes().split(b"\n")[:2] == before
+
+    monkeypatch.setattr(sys, "argv", cmd[1:])  # the same command again, here (a second process costs ~5 s)
+    runpy.run_path(str(ROOT / "search" / "search.py"), run_name="__main__")
+    assert "resumed:" in capsys.readouterr().out
+    assert trials_file.read_bytes().split(b"\n")[:2] == before  # kept as they were, not re-run
+    trials = _trials(out)
+    assert [t["status"] for t in trials] == ["ok"] * 4 and [t["trial"] for t in trials] == [1, 2, 3, 4]
+    assert json.loads((out / "finished.json").read_text())["ok_trials"] == 4
+
+    again = _run_main_block(monkeypatch, capsys, cmd[1:])  # the same command once more
+    assert "finished run" in _error_line(again) and str(out) in _error_line(again)
+    assert len(_trials(out)) == 4
