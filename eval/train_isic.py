@@ -1,0 +1,549 @@
+"""Train a DARTS genotype with labels on skin-lesion images and report what dermatology papers report.
+
+    cd eval && python train_isic.py                          # demo: built-in lesions, small model, CPU-sized
+    python train_isic.py --DATA_DIR=/data/ISIC2019           # real data with the paper's settings (PRESET 'paper')
+    python train_isic.py --PREDICT_DIR=/data/ISIC2019_Test --CHECKPOINT=../runs/eval/<run>/best.pt
+                                                             # ISIC submission CSV for unlabeled images, no training
+
+Any constant below can be set as --NAME=value. Rerunning the same command with --OUT_DIR=<run folder>
+resumes an interrupted run from its ckpt.pt; a finished run folder is never written again.
+"""
+import hashlib
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+from tqdm import tqdm
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `common` from the repo root
+
+from common import runs  # noqa: E402
+from common.cam import GradCAM, pick_cam_samples, save_cam_figure  # noqa: E402
+from common.config import ConfigError, configure, format_config  # noqa: E402
+from common.datasets import (  # noqa: E402
+    DatasetError,
+    ImageDataset,
+    Record,
+    balanced_sampler,
+    class_counts,
+    class_weights,
+    eval_transform,
+    load_labeled,
+    prepare_resized,
+    train_transform,
+    write_split,
+)
+from common.demo_lesions import ensure_demo_dataset  # noqa: E402
+from common.figures import plot_confusion_matrix, plot_training_curves  # noqa: E402
+from common.genotypes import from_dict, resolve, to_dict  # noqa: E402
+from common.images import BadImage, list_images, skipped_summary, write_skipped  # noqa: E402
+from common.metrics import classification_metrics, write_predictions_csv  # noqa: E402
+from common.networks import EvalNetwork  # noqa: E402
+from common.training import (  # noqa: E402
+    AMP_CHOICES,
+    CHANNELS_LAST_CHOICES,
+    finite_or_raise,
+    load_checkpoint,
+    predict,
+    rng_state,
+    runtime,
+    save_checkpoint,
+    seed_everything,
+    set_rng_state,
+    state_dict_nchw,
+    train_one_epoch,
+)
+
+# -----------------------------------------------------------------------------
+# architecture
+GENOTYPE = None  # name in common/genotypes.py | best_genotype.json | search run; None = newest search, else CNAS_ISIC_s5
+INIT_CHANNELS = 58  # C, channels of the first cells (doubled at each reduction); even
+LAYERS = 24  # cells; reduction cells at 1/3 and 2/3 depth
+AUXILIARY_WEIGHT = 0.4  # weight of the auxiliary head's loss; 0 = no auxiliary head
+DROP_PATH_PROB = 0.0  # drop-path probability of the last epoch, ramped linearly from 0 (the paper's script: 0)
+# data
+DATA_DIR = None  # labeled dataset folder or DermaMNIST .npz; None = built-in demo lesions (data/demo_lesions)
+LAYOUT = "auto"  # auto | isic2019 | ham10000 | imagefolder | dermamnist
+CSV_PATH = None  # ground-truth / metadata CSV when it is not found in DATA_DIR; None = look for it
+VAL_FRACTION = 0.2  # share of images held out where the dataset has no validation split (stratified, by lesion)
+ALLOW_MISSING = False  # True: train even when CSV rows name image files that are not there (they are listed)
+IMAGE_SIZE = 224  # px, side of the square network input
+CROP_SCALE = (0.4, 1.0)  # area range of the random resized crop in training
+MEAN = (0.763, 0.545, 0.570)  # per-channel normalisation, the paper's ISIC 2019 statistics
+STD = (0.141, 0.152, 0.169)
+RESIZED_CACHE = "auto"  # one-time resized JPEG copies: auto (data/resized/...) | a folder | off (decode originals)
+NUM_WORKERS = 4  # data-loader processes; 0 = in the main process (a resumed run then repeats the exact batches)
+CLASS_BALANCE = "loss"  # loss (class-weighted CE) | sampler (balanced batches) | both | none; from train-split counts
+# optimisation
+EPOCHS = 100  # passes over the training split (the paper: 3000; see PRESETS)
+BATCH_SIZE = 160  # images per step
+LR = 1e-2  # initial learning rate, cosine-annealed to 0 over EPOCHS (the paper: x0.999 every 3 epochs)
+MOMENTUM = 0.9  # SGD momentum
+NESTEROV = False  # Nesterov momentum
+WEIGHT_DECAY = 3e-5  # L2 on all parameters
+LABEL_SMOOTHING = 0.1  # cross-entropy label smoothing (DARTS's ImageNet value; the paper's script set 0.2, used none)
+GRAD_CLIP = 5.0  # max global gradient norm
+# system
+DEVICE = "auto"  # auto (cuda > mps > cpu) | cpu | cuda | cuda:1 | mps
+AMP = "auto"  # auto (bf16 autocast on CUDA, off elsewhere) | bf16 | fp16 (with a gradient scaler) | off
+CHANNELS_LAST = "auto"  # auto (on for CUDA and CPU, off for MPS) | on | off: memory format of model and inputs
+THREADS = 0  # CPU threads for torch; 0 = torch's default (one per core); 1 is faster on a busy shared machine
+SEED = 0  # model init, split, sampler and augmentation
+# output
+OUT_DIR = None  # this run's folder; None = runs/eval/<timestamp>; an unfinished run folder is resumed
+N_CAM = 8  # validation images explained with Grad-CAM (correct and wrong ones), PNGs under cam/
+PREDICT_DIR = None  # folder of unlabeled images: predict them with CHECKPOINT into submission.csv, no training
+CHECKPOINT = None  # the best.pt used with PREDICT_DIR; None = the newest eval run's best.pt
+PRESET = "auto"  # auto (demo without DATA_DIR, else paper) | demo | paper: a set from PRESETS, applied over this block
+DEBUG = False  # True: full tracebacks for user errors too
+# -----------------------------------------------------------------------------
+
+PRESETS = {
+    # The paper's evaluation script, except EPOCHS: it ran 3000 at a nearly constant learning rate (x0.999 every
+    # 3 epochs, 0.37x at the end), each of ~20k training images seen 3000 times: days of GPU time. 100 epochs
+    # (12.6k steps at batch 160) with the cosine schedule anneal fully in hours; the best epoch by balanced
+    # accuracy is kept, and curves.png shows whether a longer run (--EPOCHS) would still gain.
+    "paper": dict(INIT_CHANNELS=58, LAYERS=24, BATCH_SIZE=160, LR=1e-2, WEIGHT_DECAY=3e-5, IMAGE_SIZE=224, EPOCHS=100),
+    # The demo (600 drawn lesions, 480 for training): a small model at 96 px that ends far above chance (0.25)
+    # within a few minutes on a 2-core CPU. One thread: a second one gains ~1.5x on an idle 2-core machine
+    # but ran up to 10x slower on a busy one (other processes on the cores); --THREADS=0 uses torch's default.
+    "demo": dict(INIT_CHANNELS=16, LAYERS=5, BATCH_SIZE=32, LR=0.05, WEIGHT_DECAY=3e-4, IMAGE_SIZE=96, EPOCHS=30,
+                 NUM_WORKERS=0, THREADS=1),
+}
+_CKPT, _BEST, _HISTORY, _GENOTYPE_FILE = "ckpt.pt", "best.pt", "history.jsonl", "genotype.json"
+_NO_RESUME_CHECK = ("OUT_DIR", "DEVICE", "NUM_WORKERS", "THREADS", "DEBUG", "N_CAM")  # may differ on resume
+_CHOICES = {
+    "CLASS_BALANCE": ("loss", "sampler", "both", "none"),
+    "AMP": AMP_CHOICES,
+    "CHANNELS_LAST": CHANNELS_LAST_CHOICES,
+}
+_RUNTIME = {"debug": DEBUG}  # the resolved DEBUG, for the error handler below main()
+
+
+# ----------------------------------------------------------------------------- config
+
+
+def resolve_config(argv=None):
+    """The constants block < preset < --NAME=value, checked. Returns (config dict, names the preset set)."""
+    namespace = dict(globals())  # a copy: calling main() twice in one process starts from the same defaults
+    cfg, preset_changed = configure(namespace, argv, presets=PRESETS)
+    for name, choices in _CHOICES.items():
+        value = str(cfg[name]).lower()
+        if "off" in choices:  # --AMP=False, --CHANNELS_LAST=True and the like
+            value = {"true": "on", "1": "on", "false": "off", "0": "off", "none": "off"}.get(value, value)
+        cfg[name] = value
+        if cfg[name] not in choices:
+            raise ConfigError(f"--{name}={cfg[name]}: choose one of {', '.join(choices)}")
+    for name, low in (("EPOCHS", 1), ("BATCH_SIZE", 1), ("IMAGE_SIZE", 32), ("INIT_CHANNELS", 2), ("LAYERS", 3),
+                      ("NUM_WORKERS", 0), ("THREADS", 0), ("N_CAM", 0)):
+        if not isinstance(cfg[name], int) or cfg[name] < low:
+            raise ConfigError(f"--{name}={cfg[name]!r}: must be an integer >= {low}")
+    if cfg["INIT_CHANNELS"] % 2:
+        raise ConfigError(f"--INIT_CHANNELS={cfg['INIT_CHANNELS']}: must be even (reduction cells halve it), e.g. 16")
+    if not 0.0 <= cfg["DROP_PATH_PROB"] < 1.0:
+        raise ConfigError(f"--DROP_PATH_PROB={cfg['DROP_PATH_PROB']}: must lie in [0, 1)")
+    if len(cfg["MEAN"]) != 3 or len(cfg["STD"]) != 3 or min(cfg["STD"]) <= 0:
+        raise ConfigError("MEAN and STD need three values each (R, G, B), STD > 0")
+    if len(cfg["CROP_SCALE"]) != 2 or not 0 < cfg["CROP_SCALE"][0] <= cfg["CROP_SCALE"][1] <= 1:
+        raise ConfigError(f"--CROP_SCALE={cfg['CROP_SCALE']}: two area fractions (low, high) in (0, 1], e.g. (0.4, 1.0)")
+    return cfg, preset_changed
+
+
+def print_banner(cfg, preset_changed):
+    if cfg["PREDICT_DIR"] is not None:
+        title = "predict an unlabeled folder (no training; the model's settings come from CHECKPOINT)"
+    elif cfg["DATA_DIR"] is None:
+        title = "DEMO: built-in lesion images, small model"
+    else:
+        title = f"training on {cfg['DATA_DIR']}"
+    print(f"== train_isic: {title} (preset {cfg['PRESET']}) ==")
+    if cfg["DATA_DIR"] is None and cfg["PREDICT_DIR"] is None:
+        print("   for real data: python train_isic.py --DATA_DIR=/path/to/ISIC_2019 (or HAM10000, an ImageFolder,")
+        print("   a DermaMNIST .npz); that selects the paper's settings (PRESET=paper) unless you set PRESET")
+    print(format_config(cfg, preset_changed))
+
+
+def choose_genotype(spec):
+    """(Genotype, source): GENOTYPE, or the newest search run's best_genotype.json, else CNAS_ISIC_s5."""
+    if spec is None:
+        newest = runs.newest_run("search", "best_genotype.json")
+        spec = str(newest / "best_genotype.json") if newest is not None else "CNAS_ISIC_s5"
+    try:
+        return resolve(spec)
+    except ValueError as exc:  # unknown name, unreadable JSON: the user's value
+        raise ConfigError(str(exc)) from None
+
+
+def open_run(cfg, genotype, source):
+    """(run folder, resumed, genotype, source). A resumed run keeps the genotype it started with."""
+    run_dir, resumed = runs.open_run_dir(cfg["OUT_DIR"] or runs.new_run_dir("eval"), cfg, ignore=_NO_RESUME_CHECK)
+    saved = run_dir / _GENOTYPE_FILE
+    if resumed and saved.exists():  # even if a newer search run exists by now
+        kept = json.loads(saved.read_text())
+        genotype, source = from_dict(kept["genotype"]), kept["source"]
+    else:
+        runs.atomic_write_json(saved, {"genotype": to_dict(genotype), "source": source})
+    print(f"run folder: {run_dir}" + (" (resuming)" if resumed else f"  (to resume: --OUT_DIR={run_dir})"))
+    print(f"genotype: {source}")
+    return run_dir, resumed, genotype, source
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def load_data(cfg):
+    """The labeled dataset (the demo lesions when DATA_DIR is None); fails fast on a wrong path or table."""
+    data_dir = cfg["DATA_DIR"]
+    if data_dir is None:
+        data_dir = ensure_demo_dataset()
+    return load_labeled(data_dir, cfg["LAYOUT"], cfg["VAL_FRACTION"], cfg["SEED"], cfg["ALLOW_MISSING"], cfg["CSV_PATH"])
+
+
+def train_min_side(cfg):
+    """Short side at which a random crop of the smallest area still has full resolution."""
+    return int(math.ceil(cfg["IMAGE_SIZE"] / math.sqrt(cfg["CROP_SCALE"][0])))
+
+
+def resized_cache_dir(cfg, root):
+    """Where the one-time resized copies live, or None (RESIZED_CACHE=off)."""
+    setting = str(cfg["RESIZED_CACHE"])
+    if setting.lower() in ("off", "none", "false", ""):
+        return None
+    if setting.lower() == "auto":
+        resolved = Path(root).expanduser().resolve()
+        digest = hashlib.sha1(str(resolved).encode()).hexdigest()[:10]
+        return runs.REPO_ROOT / "data" / "resized" / f"{resolved.name}-{digest}"
+    return Path(setting).expanduser()
+
+
+def prepare_splits(cfg, data, run_dir):
+    """split.csv and skipped_files.csv written; returns the (train, val) records whose images decode."""
+    write_split(data, run_dir / "split.csv")
+    skipped = [(image_id, "listed in the CSV, no image file") for image_id in data.missing]
+    train, val = data.train, data.val
+    cache = resized_cache_dir(cfg, data.root)
+    if cache is not None and any(r.path is not None for r in train + val):
+        side, bar = train_min_side(cfg), sys.stderr.isatty()
+        print(f"data: resized copies (short side {side} px) in {cache}")
+        train, bad_train = prepare_resized(train, side, cache, progress=bar)
+        val, bad_val = prepare_resized(val, side, cache, progress=bar)
+        skipped += bad_train + bad_val
+    record_skipped(run_dir, skipped, len(data.train) + len(data.val) + len(data.missing))
+    if not train:
+        raise DatasetError(f"none of the training images in {data.root} could be decoded; see skipped_files.csv")
+    if not val:
+        raise DatasetError(f"no validation images left in {data.root}; see skipped_files.csv or raise VAL_FRACTION")
+    print(f"data: {data.layout} at {data.root}: {len(train)} train / {len(val)} val images, {len(data.classes)} classes")
+    print(f"  train per class: {describe_classes(data.classes, train)}")
+    print(f"  val per class:   {describe_classes(data.classes, val)}")
+    return train, val, skipped
+
+
+def describe_classes(classes, records):
+    return ", ".join(f"{c} {n}" for c, n in zip(classes, class_counts(records, len(classes))))
+
+
+def make_loaders(cfg, data, train, val, run_dir, rt):
+    """(train loader, val loader, train sampler or None, shuffle generator); class balance from `train`'s counts."""
+    skip_log = run_dir / ".skipped_images.tsv"  # loader workers append here; read back for skipped_files.csv
+    train_ds = ImageDataset(train, train_transform(cfg["IMAGE_SIZE"], cfg["MEAN"], cfg["STD"], scale=cfg["CROP_SCALE"]),
+                            data.arrays, min_side=train_min_side(cfg), skip_log=skip_log)
+    val_ds = ImageDataset(val, eval_transform(cfg["IMAGE_SIZE"], cfg["MEAN"], cfg["STD"]), data.arrays,
+                          min_side=cfg["IMAGE_SIZE"], skip_log=skip_log)
+    balanced = cfg["CLASS_BALANCE"] in ("sampler", "both")
+    sampler = balanced_sampler(train, len(data.classes), cfg["SEED"]) if balanced else None
+    generator = torch.Generator().manual_seed(cfg["SEED"])  # reseeded per epoch: a resumed run sees the same batches
+    workers = cfg["NUM_WORKERS"]
+    common = dict(num_workers=workers, pin_memory=rt.device.type == "cuda", persistent_workers=workers > 0)
+    train_loader = torch.utils.data.DataLoader(
+        train_ds, batch_size=cfg["BATCH_SIZE"], shuffle=sampler is None, sampler=sampler, generator=generator,
+        drop_last=len(train) > cfg["BATCH_SIZE"], **common)  # no size-1 last batch for BatchNorm
+    val_loader = torch.utils.data.DataLoader(val_ds, batch_size=cfg["BATCH_SIZE"], shuffle=False, **common)
+    return train_loader, val_loader, sampler, generator
+
+
+def record_skipped(run_dir, skipped, n_total):
+    if skipped:
+        write_skipped(run_dir, skipped)
+        print(skipped_summary(skipped, n_total))
+
+
+# ----------------------------------------------------------------------------- model, loss, optimizer
+
+
+def build_model(genotype, n_classes, cfg):
+    return EvalNetwork(genotype, n_classes, C=cfg["INIT_CHANNELS"], layers=cfg["LAYERS"],
+                       auxiliary=cfg["AUXILIARY_WEIGHT"] > 0)
+
+
+def make_loss(cfg, train, n_classes):
+    """Cross-entropy with label smoothing, class-weighted from the training split's counts when CLASS_BALANCE asks."""
+    weights = class_weights(train, n_classes) if cfg["CLASS_BALANCE"] in ("loss", "both") else None  # (K,)
+    if weights is not None:
+        print("loss weights: " + ", ".join(f"{w:.2f}" for w in weights.tolist()))
+    return nn.CrossEntropyLoss(weight=weights, label_smoothing=cfg["LABEL_SMOOTHING"])
+
+
+def make_optimizer(cfg, model, rt):
+    """SGD with momentum, a cosine schedule stepped per epoch, and a gradient scaler (active only for fp16)."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=cfg["LR"], momentum=cfg["MOMENTUM"],
+                                weight_decay=cfg["WEIGHT_DECAY"], nesterov=cfg["NESTEROV"] and cfg["MOMENTUM"] > 0)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg["EPOCHS"])
+    scaler = torch.amp.GradScaler(rt.device.type, enabled=rt.dtype == torch.float16)
+    return optimizer, scheduler, scaler
+
+
+# ----------------------------------------------------------------------------- epochs, checkpoints
+
+
+def evaluate(model, loader, criterion, classes, rt):
+    """(loss, metrics, probs (N, K), labels (N,), dataset indices (N,)) on the validation loader."""
+    logits, labels, index = predict(model, loader, rt)
+    loss = criterion(logits.to(rt.device), labels.to(rt.device)).item()
+    finite_or_raise(loss, "the validation loss", "try a lower LR or AMP=off")
+    probs = torch.softmax(logits.double(), dim=1).numpy()  # (N, K); the same numbers go to CSV and metrics
+    return loss, classification_metrics(labels.numpy(), probs, classes), probs, labels.numpy(), index.numpy()
+
+
+def run_epoch(epoch, cfg, model, loaders, criterion, optimizer, scheduler, scaler, sampler, generator, classes, rt):
+    """Train one epoch and validate; returns its history row (per-epoch metrics)."""
+    t0 = time.time()
+    seed_everything(cfg["SEED"] + epoch)  # augmentation and drop path of this epoch, wherever the run resumed
+    generator.manual_seed(cfg["SEED"] + epoch)  # this epoch's shuffled order
+    if sampler is not None:
+        sampler.set_epoch(epoch)
+    model.drop_path_prob = cfg["DROP_PATH_PROB"] * (epoch - 1) / cfg["EPOCHS"]  # DARTS's linear ramp
+    lr = optimizer.param_groups[0]["lr"]
+    train_loss = train_one_epoch(model, loaders[0], criterion, optimizer, scaler, rt,
+                                 cfg["AUXILIARY_WEIGHT"], cfg["GRAD_CLIP"], desc=f"epoch {epoch}/{cfg['EPOCHS']}")
+    finite_or_raise(train_loss, f"the training loss of epoch {epoch}", f"try a lower LR (now {cfg['LR']}) or AMP=off")
+    scheduler.step()
+    val_loss, m, *_ = evaluate(model, loaders[1], criterion, classes, rt)
+    return {"epoch": epoch, "lr": lr, "drop_path_prob": model.drop_path_prob, "train_loss": train_loss,
+            "val_loss": val_loss, "val_accuracy": m["accuracy"], "val_balanced_accuracy": m["balanced_accuracy"],
+            "val_auc_macro": m["auc_macro"], "val_recall": m["recall"], "val_precision": m["precision"],
+            "seconds": round(time.time() - t0, 2)}
+
+
+def model_record(model, classes, genotype, source, cfg):
+    """What rebuilds and uses the model without this run folder (all plain data: weights_only=True loads it)."""
+    return {"model": state_dict_nchw(model), "classes": list(classes), "genotype": to_dict(genotype),
+            "genotype_source": source, "config": dict(cfg)}
+
+
+def resume(run_dir, model, optimizer, scheduler, scaler):
+    """State of the last finished epoch from ckpt.pt (or a fresh start), with history.jsonl made to match it."""
+    state = {"epoch": 0, "best": -1.0, "best_epoch": 0, "history": []}
+    if (run_dir / _CKPT).exists():
+        ckpt = load_checkpoint(run_dir / _CKPT, need=("model", "optimizer", "scheduler", "rng", *state))
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        if ckpt.get("scaler"):
+            scaler.load_state_dict(ckpt["scaler"])
+        set_rng_state(ckpt["rng"])
+        state = {k: ckpt[k] for k in state}
+        print(f"resumed from {run_dir / _CKPT} after epoch {state['epoch']} (best balanced accuracy {state['best']:.3f})")
+    # a kill between appending an epoch's line and writing its checkpoint leaves one line too many
+    runs.atomic_write_text(run_dir / _HISTORY, "".join(json.dumps(h) + "\n" for h in state["history"]))
+    return state
+
+
+def save_epoch(run_dir, row, state, record, optimizer, scheduler, scaler):
+    """history.jsonl line, best.pt when balanced accuracy improved, then ckpt.pt (atomic) for resuming."""
+    state["history"].append(row)
+    state["epoch"] = row["epoch"]
+    runs.append_jsonl(run_dir / _HISTORY, row)
+    score = row["val_balanced_accuracy"] if row["val_balanced_accuracy"] is not None else 0.0
+    if score > state["best"]:
+        state["best"], state["best_epoch"] = score, row["epoch"]
+        save_checkpoint(run_dir / _BEST, {**record, "epoch": row["epoch"], "balanced_accuracy": score})
+    save_checkpoint(run_dir / _CKPT, {**record, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                                      "scaler": scaler.state_dict(), "rng": rng_state(), **state})
+
+
+def epoch_line(row, epochs, best_epoch):
+    auc = f"{row['val_auc_macro']:.3f}" if row["val_auc_macro"] is not None else "n/a"
+    bacc = row["val_balanced_accuracy"] or 0.0
+    return (f"epoch {row['epoch']}/{epochs} | train {row['train_loss']:.3f} | val {row['val_loss']:.3f} | "
+            f"bal-acc {bacc:.3f} | auc {auc} | {row['seconds']:.0f} s" + (" *" if best_epoch == row["epoch"] else ""))
+
+
+# ----------------------------------------------------------------------------- results
+
+
+def unnormalise(x, mean, std):
+    """(3, H, W) normalised tensor -> (H, W, 3) uint8: the image the network saw."""
+    img = x.float() * torch.tensor(std).view(3, 1, 1) + torch.tensor(mean).view(3, 1, 1)
+    return (img.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+
+
+def save_cams(model, dataset, labels, probs, index, classes, cfg, rt, out_dir):
+    """Grad-CAM figures of a seeded mix of correct and wrong validation predictions; returns the files."""
+    preds = probs.argmax(1)
+    files = []
+    for pos in pick_cam_samples(labels, preds, cfg["N_CAM"], cfg["SEED"]):
+        x, y, j = dataset[int(index[pos])]
+        cam, _ = GradCAM(model, model.last_cell())(x.unsqueeze(0).to(rt.device), int(preds[pos]))
+        true_name, pred_name = classes[y], classes[int(preds[pos])]
+        path = out_dir / f"{len(files):02d}_{Path(str(dataset.records[j].image_id)).stem}_{true_name}_as_{pred_name}.png"
+        save_cam_figure(path, unnormalise(x, cfg["MEAN"], cfg["STD"]), cam, true_name, pred_name,
+                        float(probs[pos, preds[pos]]))
+        files.append(path)
+    return files
+
+
+def save_results(run_dir, model, val_loader, criterion, classes, state, genotype, source, layout, cfg, rt, t0):
+    """Reload best.pt, then predictions_val.csv and metrics.json from the very same probabilities, and figures."""
+    best = load_checkpoint(run_dir / _BEST, need=("model", "epoch"))
+    model.load_state_dict(best["model"])
+    val_loss, metrics, probs, labels, index = evaluate(model, val_loader, criterion, classes, rt)
+    records = val_loader.dataset.records
+    write_predictions_csv(run_dir / "predictions_val.csv", [records[j].image_id for j in index], probs, classes)
+    metrics.update({"val_loss": val_loss, "best_epoch": best["epoch"], "epochs": cfg["EPOCHS"],
+                    "genotype": to_dict(genotype), "genotype_source": source, "layout": layout,
+                    "train_seconds": round(sum(h["seconds"] for h in state["history"]), 1),
+                    "wall_seconds": round(time.time() - t0, 1)})
+    runs.atomic_write_json(run_dir / "metrics.json", metrics)
+    plot_confusion_matrix(metrics["confusion_matrix"], classes, run_dir / "confusion_matrix.png")
+    plot_training_curves(state["history"], run_dir / "curves.png")
+    cams = save_cams(model, val_loader.dataset, labels, probs, index, classes, cfg, rt, run_dir / "cam")
+    return metrics, cams
+
+
+def report(run_dir, metrics, cams, t0):
+    auc = f"{metrics['auc_macro']:.3f}" if metrics["auc_macro"] is not None else "n/a"
+    print(f"best epoch {metrics['best_epoch']}: balanced accuracy {metrics['balanced_accuracy']:.3f}, "
+          f"accuracy {metrics['accuracy']:.3f}, macro AUC {auc} on {metrics['n']} validation images")
+    print("recall per class: " + ", ".join(f"{c} {v:.2f}" for c, v in metrics["recall"].items() if v is not None))
+    print(f"wrote {run_dir}/: metrics.json, predictions_val.csv, confusion_matrix.png, curves.png, {_HISTORY}, "
+          f"split.csv, {_BEST}, {_CKPT}, cam/ ({len(cams)} PNGs) in {time.time() - t0:.0f} s")
+
+
+# ----------------------------------------------------------------------------- predict mode
+
+
+def predict_folder(cfg, rt):
+    """PREDICT_DIR mode: an ISIC submission CSV (image, one probability column per class) from a best.pt."""
+    ckpt_path = cfg["CHECKPOINT"]
+    if ckpt_path is None:
+        newest = runs.newest_run("eval", _BEST)
+        if newest is None:
+            raise ConfigError("PREDICT_DIR needs a trained model: set --CHECKPOINT=<eval run folder>/best.pt")
+        ckpt_path = newest / _BEST
+    ckpt = load_checkpoint(ckpt_path, need=("model", "classes", "genotype", "config"))
+    folder = Path(cfg["PREDICT_DIR"]).expanduser()
+    if not folder.is_dir():
+        raise ConfigError(f"PREDICT_DIR {folder} is not a folder; point it at a folder of images")
+    paths = list_images(folder)
+    if not paths:
+        raise DatasetError(f"no images under PREDICT_DIR {folder} (looked for .jpg, .jpeg, .png, .bmp, .tif)")
+    ids = [p.stem for p in paths]  # ISIC names the image by its file stem
+    if len(set(ids)) < len(ids):  # the same name in two subfolders: keep them apart
+        ids = [p.relative_to(folder).with_suffix("").as_posix() for p in paths]
+
+    run_dir, _ = runs.open_run_dir(cfg["OUT_DIR"] or runs.new_run_dir("predict"), cfg, ignore=_NO_RESUME_CHECK)
+    trained, classes = ckpt["config"], ckpt["classes"]
+    print(f"model: {ckpt_path} (genotype {ckpt.get('genotype_source')}, classes {', '.join(classes)})")
+    model = build_model(from_dict(ckpt["genotype"]), len(classes), trained)
+    model.load_state_dict(ckpt["model"])
+    rt.place(model)
+    dataset = ImageDataset([Record(i, 0, p) for i, p in zip(ids, paths)],
+                           eval_transform(trained["IMAGE_SIZE"], trained["MEAN"], trained["STD"]),
+                           min_side=trained["IMAGE_SIZE"], skip_log=run_dir / ".skipped_images.tsv")
+    loader = torch.utils.data.DataLoader(dataset, batch_size=trained["BATCH_SIZE"], num_workers=cfg["NUM_WORKERS"],
+                                         pin_memory=rt.device.type == "cuda")
+    logits, _, index = predict(model, tqdm(loader, desc="predict", unit="batch", disable=None), rt)
+    probs = torch.softmax(logits.double(), dim=1).numpy()  # (N, K)
+    out = run_dir / "submission.csv"
+    write_predictions_csv(out, [ids[j] for j in index.tolist()], probs, classes)
+    record_skipped(run_dir, dataset.skipped, len(paths))
+    runs.mark_finished(run_dir, {"images": len(index), "checkpoint": str(ckpt_path)})
+    print(f"wrote {out} ({len(index)} images, columns image,{','.join(classes)})")
+    return run_dir
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def main(argv=None):
+    t0 = time.time()
+    # ---- config
+    cfg, preset_changed = resolve_config(argv)
+    _RUNTIME["debug"] = cfg["DEBUG"]
+    print_banner(cfg, preset_changed)
+    rt = runtime(cfg["DEVICE"], cfg["AMP"], cfg["CHANNELS_LAST"])
+    if cfg["THREADS"]:
+        torch.set_num_threads(cfg["THREADS"])
+    if rt.device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # one input size throughout: let cuDNN pick its fastest kernels
+    print(f"device: {rt}")
+    if rt.device.type == "cpu" and cfg["PRESET"] == "paper":
+        print("note: the paper's network trains at a few images/s on a CPU; use a GPU, or smaller settings such as "
+              "--IMAGE_SIZE=64 --INIT_CHANNELS=12 --LAYERS=5")
+    if cfg["PREDICT_DIR"] is not None:
+        return predict_folder(cfg, rt)
+    genotype, source = choose_genotype(cfg["GENOTYPE"])
+
+    # ---- data (read before the run folder exists: a wrong DATA_DIR leaves no folder behind)
+    data = load_data(cfg)
+    run_dir, resumed, genotype, source = open_run(cfg, genotype, source)
+    train, val, skipped = prepare_splits(cfg, data, run_dir)
+    seed_everything(cfg["SEED"])
+    train_loader, val_loader, sampler, generator = make_loaders(cfg, data, train, val, run_dir, rt)
+
+    # ---- model
+    model = rt.place(build_model(genotype, len(data.classes), cfg))
+    print(f"model: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, C={cfg['INIT_CHANNELS']}, "
+          f"{cfg['LAYERS']} cells, {cfg['IMAGE_SIZE']} px")
+
+    # ---- loss
+    criterion = make_loss(cfg, train, len(data.classes)).to(rt.device)
+
+    # ---- optimizer
+    optimizer, scheduler, scaler = make_optimizer(cfg, model, rt)
+
+    # ---- resume
+    state = resume(run_dir, model, optimizer, scheduler, scaler)
+
+    # ---- loop
+    for epoch in range(state["epoch"] + 1, cfg["EPOCHS"] + 1):
+        row = run_epoch(epoch, cfg, model, (train_loader, val_loader), criterion, optimizer, scheduler, scaler,
+                        sampler, generator, data.classes, rt)
+        save_epoch(run_dir, row, state, model_record(model, data.classes, genotype, source, cfg), optimizer,
+                   scheduler, scaler)
+        print(epoch_line(row, cfg["EPOCHS"], state["best_epoch"]), flush=True)
+
+    # ---- save: predictions, metrics and figures of the best model
+    metrics, cams = save_results(run_dir, model, val_loader, criterion, data.classes, state, genotype, source,
+                                 data.layout, cfg, rt, t0)
+    late = list(dict.fromkeys(skipped + train_loader.dataset.skipped))  # files that failed during training too
+    if len(late) > len(skipped):
+        record_skipped(run_dir, late, len(data.train) + len(data.val) + len(data.missing))
+    runs.mark_finished(run_dir, {"balanced_accuracy": metrics["balanced_accuracy"], "best_epoch": metrics["best_epoch"]})
+
+    # ---- report
+    report(run_dir, metrics, cams, t0)
+    return run_dir
+
+
+def cli(argv=None):
+    """main() for the command line: a user error is one line on stderr and exit status 2, no traceback."""
+    try:
+        main(argv)
+    except (ConfigError, DatasetError, BadImage) as exc:
+        if _RUNTIME["debug"]:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("\ninterrupted: rerun the same command with --OUT_DIR=<the run folder above> to resume", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    cli()
