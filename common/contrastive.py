@@ -11,11 +11,23 @@ def nce_loss(bank, idx, feats, negatives, tau):
     negatives (B, K) bank rows of other images. Image i: positive logit cos(bank_i, f_i) / tau, negative logits
     cos(f_i, bank_j) / tau; cross-entropy with the positive as the target.
     """
-    f = F.normalize(feats.float(), dim=1)  # (B, D)
-    pos = (f * bank[idx]).sum(1, keepdim=True)  # (B, 1)
-    neg = torch.einsum("bd,bkd->bk", f, bank[negatives])  # (B, K)
-    logits = torch.cat([pos, neg], dim=1) / tau  # (B, 1 + K)
-    return F.cross_entropy(logits, torch.zeros(len(idx), dtype=torch.long, device=logits.device))
+    return nce_losses(bank, idx, feats[:, None], negatives, tau)[0]
+
+
+def nce_losses(bank, idx, feats, negatives, tau):
+    """nce_loss for V views of each image at once: feats (B, V, D) -> (V,) mean loss per view.
+
+    The views share the negatives, so the (B, K, D) gather of bank rows (the costly part) is made once.
+    """
+    b, v = feats.shape[:2]
+    f = F.normalize(feats.float(), dim=2)  # (B, V, D)
+    pos = torch.bmm(f, bank.index_select(0, idx).unsqueeze(2))  # (B, V, 1)
+    # index_select gathers rows about 2x faster than bank[negatives] on CPU
+    rows = bank.index_select(0, negatives.flatten()).view(*negatives.shape, -1)  # (B, K, D)
+    neg = torch.bmm(f, rows.transpose(1, 2))  # (B, V, K)
+    logits = torch.cat([pos, neg], dim=2) / tau  # (B, V, 1 + K)
+    target = torch.zeros(b * v, dtype=torch.long, device=logits.device)
+    return F.cross_entropy(logits.flatten(0, 1), target, reduction="none").view(b, v).mean(0)  # (V,)
 
 
 class MemoryBank(nn.Module):
@@ -59,9 +71,7 @@ class BankNCE(nn.Module):
         """idx (B,), whole (B, D), patch (B, D) -> scalar loss; then updates the bank with the whole-image features."""
         k = self.negatives_per_image or 2 * (len(idx) - 1)
         negatives = self.bank.sample_negatives(idx, k, generator)  # (B, K), shared by both terms
-        v = self.bank.vectors
-        loss = self.patch_weight * nce_loss(v, idx, patch, negatives, self.tau) + (
-            1 - self.patch_weight
-        ) * nce_loss(v, idx, whole, negatives, self.tau)
+        per_view = nce_losses(self.bank.vectors, idx, torch.stack([patch, whole], dim=1), negatives, self.tau)
+        loss = self.patch_weight * per_view[0] + (1 - self.patch_weight) * per_view[1]
         self.bank.update(idx, whole.detach())
         return loss

@@ -27,6 +27,15 @@ class ViewMaker:
         self.grayscale_p = grayscale_p
         self.mean = torch.tensor(mean).view(1, 3, 1, 1)
         self.std = torch.tensor(std).view(1, 3, 1, 1)
+        self._on_device = {}  # device -> the constants above, copied there once
+
+    def _consts(self, dev):
+        """(luma (1, 3, 1, 1), RGB->YIQ, YIQ->RGB, mean, std) on `dev`, copied there once: a per-call copy of a CPU
+        tensor to a GPU waits for the GPU to finish its queue (a sync per step)."""
+        if dev not in self._on_device:
+            consts = (_LUMA.view(1, 3, 1, 1), _RGB2YIQ, _YIQ2RGB, self.mean, self.std)
+            self._on_device[dev] = tuple(c.to(dev) for c in consts)
+        return self._on_device[dev]
 
     def __call__(self, images, generator=None):
         """images (B, H, W, 3) uint8 -> whole (B, 3, S, S), patches (2, B, 3, S, S), float32, normalised."""
@@ -48,7 +57,7 @@ class ViewMaker:
         sy = (area / log_ratio.exp()).sqrt().clamp(max=1.0)
         tx, ty = (1 - sx) * (2 * rand(b) - 1), (1 - sy) * (2 * rand(b) - 1)
         crop = self._crop(x, sx, sy, tx, ty, flips(), flips())
-        gray = (crop * _LUMA.to(dev).view(1, 3, 1, 1)).sum(1, keepdim=True).expand_as(crop)
+        gray = (crop * self._consts(dev)[0]).sum(1, keepdim=True).expand_as(crop)
         crop = torch.where((rand(b) < self.grayscale_p).view(b, 1, 1, 1), gray, crop)
 
         patches = torch.stack([center, crop])  # (2, B, 3, S, S)
@@ -66,7 +75,7 @@ class ViewMaker:
         """Brightness, contrast, saturation and hue, each a random factor per image, as batched tensor maths."""
         b, dev = x.shape[0], x.device
         factor = lambda s: (1 + s * (2 * rand(b) - 1)).view(b, 1, 1, 1)  # noqa: E731
-        luma = _LUMA.to(dev).view(1, 3, 1, 1)
+        luma, rgb2yiq, yiq2rgb = self._consts(dev)[:3]
         x = x * factor(self.brightness)
         mean_gray = (x * luma).sum(1, keepdim=True).mean((2, 3), keepdim=True)
         x = (x - mean_gray) * factor(self.contrast) + mean_gray
@@ -78,9 +87,10 @@ class ViewMaker:
             rot = torch.zeros(b, 3, 3, device=dev)
             rot[:, 0, 0] = 1
             rot[:, 1, 1], rot[:, 1, 2], rot[:, 2, 1], rot[:, 2, 2] = cos, -sin, sin, cos
-            m = _YIQ2RGB.to(dev) @ rot @ _RGB2YIQ.to(dev)  # (B, 3, 3)
+            m = yiq2rgb @ rot @ rgb2yiq  # (B, 3, 3)
             x = torch.einsum("bij,bjhw->bihw", m, x)
         return x.clamp_(0, 1)
 
     def _normalise(self, x):
-        return (x - self.mean.to(x.device)) / self.std.to(x.device)
+        mean, std = self._consts(x.device)[3:]
+        return (x - mean) / std
