@@ -3,8 +3,6 @@ import csv
 import hashlib
 import io
 import json
-import math
-import multiprocessing
 import os
 import tempfile
 import uuid
@@ -17,7 +15,7 @@ import torch
 from PIL import Image
 from torchvision.transforms import v2
 
-from common.images import BadImage, list_images, open_rgb
+from common.images import BadImage, list_images, open_rgb, parallel_map
 from common.runs import atomic_write_text
 
 
@@ -685,33 +683,17 @@ def prepare_resized(records, short_side, cache_dir, workers=None, progress=True)
             todo.append((src, str(dest[src]), short_side))
 
     failed = {}  # failures not to remember: source path -> reason
-    workers = (os.cpu_count() or 1) if workers is None else workers
-    workers = max(1, min(workers, len(todo)))
-    bar = None
-    if progress and todo:
-        from tqdm import tqdm
-        bar = tqdm(total=len(todo), desc=f"resized copies at {short_side}px", unit="img")
-    pool = multiprocessing.Pool(workers) if workers > 1 else None
-    try:
-        chunk = max(1, min(32, math.ceil(len(todo) / (workers * 8))))
-        results = pool.imap_unordered(_resize_one, todo, chunksize=chunk) if pool else map(_resize_one, todo)
-        for n, (src, reason, remember) in enumerate(results, 1):
-            if remember:
-                size, mtime = stats[src]
-                index[_cache_key(src, short_side)] = {"src": os.path.abspath(src), "size": size, "mtime_ns": mtime,
-                                                      "bad": reason}
-            else:
-                failed[src] = reason
-            if bar is not None:
-                bar.update()
-            if n % 2000 == 0:  # a kill loses at most this much work
-                atomic_write_text(cache_dir / INDEX_FILE, json.dumps(index))
-    finally:
-        if pool is not None:
-            pool.terminate()
-            pool.join()
-        if bar is not None:
-            bar.close()
+    desc = f"resized copies at {short_side}px" if progress else None
+    results = parallel_map(_resize_one, todo, workers, desc, ordered=False)
+    for n, (src, reason, remember) in enumerate(results, 1):
+        if remember:
+            size, mtime = stats[src]
+            index[_cache_key(src, short_side)] = {"src": os.path.abspath(src), "size": size, "mtime_ns": mtime,
+                                                  "bad": reason}
+        else:
+            failed[src] = reason
+        if n % 2000 == 0:  # a kill loses at most this much work
+            atomic_write_text(cache_dir / INDEX_FILE, json.dumps(index))
     if todo:
         atomic_write_text(index_file, json.dumps(index))
 

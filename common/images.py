@@ -6,7 +6,6 @@ import math
 import multiprocessing
 import os
 import re
-import tempfile
 import warnings
 import zipfile
 from pathlib import Path
@@ -15,7 +14,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm import tqdm
 
-from common.runs import REPO_ROOT, atomic_write_text
+from common.runs import REPO_ROOT, atomic_write_bytes, atomic_write_text
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 # Our own pixel limit, checked on the header before any pixel is decoded. PIL's global limit
@@ -197,19 +196,12 @@ def _save_cache(cache_file, size, names, sizes, mtimes, images, kept, skipped):
     """Write the .npz via a temporary file and os.replace, so a kill leaves the old cache or the new one."""
     cache_file = Path(cache_file)
     cache_file.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=cache_file.parent, prefix=f".{cache_file.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, version=np.int64(CACHE_VERSION), size=np.int64(size), paths=np.array(names, dtype=str),
-                     file_sizes=sizes, mtimes=mtimes, images=images, kept=np.array(kept, dtype=np.int64),
-                     skipped=np.array([i for i, _ in skipped], dtype=np.int64),
-                     reasons=np.array([r for _, r in skipped], dtype=str))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, cache_file)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    buf = io.BytesIO()
+    np.savez(buf, version=np.int64(CACHE_VERSION), size=np.int64(size), paths=np.array(names, dtype=str),
+             file_sizes=sizes, mtimes=mtimes, images=images, kept=np.array(kept, dtype=np.int64),
+             skipped=np.array([i for i, _ in skipped], dtype=np.int64),
+             reasons=np.array([r for _, r in skipped], dtype=str))
+    atomic_write_bytes(cache_file, buf.getvalue())
 
 
 def _default_workers():
@@ -217,6 +209,32 @@ def _default_workers():
         return len(os.sched_getaffinity(0))  # respects taskset / container CPU limits
     except AttributeError:
         return os.cpu_count() or 1
+
+
+def parallel_map(fn, jobs, workers=None, desc=None, ordered=True):
+    """Yield fn(job) for each job, in a process pool when workers > 1 (None = all cores), with a bar when desc.
+
+    The pool is torn down however the caller stops (a kill, an exception, breaking out of the loop).
+    """
+    workers = max(1, min(_default_workers() if workers is None else workers, len(jobs)))
+    bar = tqdm(total=len(jobs), desc=desc, unit="img") if desc and jobs else None
+    pool = multiprocessing.Pool(workers) if workers > 1 else None
+    try:
+        if pool is None:
+            results = map(fn, jobs)
+        else:
+            chunk = max(1, min(64, math.ceil(len(jobs) / (workers * 8))))
+            results = (pool.imap if ordered else pool.imap_unordered)(fn, jobs, chunksize=chunk)
+        for result in results:
+            yield result
+            if bar is not None:
+                bar.update()
+    finally:
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+        if bar is not None:
+            bar.close()
 
 
 def build_cache(paths, size, cache_file=None, workers=None, progress=True):
@@ -237,34 +255,14 @@ def build_cache(paths, size, cache_file=None, workers=None, progress=True):
 
     images = np.empty((len(paths), size, size, 3), np.uint8)  # (N, S, S, 3), shrunk to N_kept at the end
     kept, skipped = [], []
-    jobs = ((i, name, size) for i, name in enumerate(names))
-    workers = _default_workers() if workers is None else workers
-    workers = min(workers, len(paths))
-    bar = None
-    if progress:
-        bar = tqdm(total=len(paths), desc=f"decoding images at {size}px", unit="img")
-    pool = None
-    try:
-        if workers > 1:
-            pool = multiprocessing.Pool(workers)
-            chunk = max(1, min(64, math.ceil(len(paths) / (workers * 8))))
-            results = pool.imap(_decode_row, jobs, chunksize=chunk)  # in input order; each row is copied out on arrival
+    jobs = [(i, name, size) for i, name in enumerate(names)]
+    desc = f"decoding images at {size}px" if progress else None
+    for i, arr, reason in parallel_map(_decode_row, jobs, workers, desc):  # in input order
+        if arr is None:
+            skipped.append((i, reason))
         else:
-            results = map(_decode_row, jobs)
-        for i, arr, reason in results:
-            if arr is None:
-                skipped.append((i, reason))
-            else:
-                images[len(kept)] = arr  # kept rows packed at the front, in input order
-                kept.append(i)
-            if bar is not None:
-                bar.update()
-    finally:
-        if pool is not None:
-            pool.terminate()
-            pool.join()
-        if bar is not None:
-            bar.close()
+            images[len(kept)] = arr  # kept rows packed at the front, in input order
+            kept.append(i)
     if len(kept) < len(paths):
         images.resize((len(kept), size, size, 3), refcheck=False)  # in place: no second full-size copy
     if cache_file is not None:

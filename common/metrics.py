@@ -40,7 +40,7 @@ def classification_metrics(y_true, probs, classes):
     """
     y_true, probs = _check_inputs(y_true, probs, classes)
     classes = [str(c) for c in classes]
-    k, labels = len(classes), list(range(len(classes)))
+    labels = list(range(len(classes)))
     y_pred = probs.argmax(1)  # (N,)
 
     with warnings.catch_warnings():

@@ -1,7 +1,6 @@
 """Networks built from a genotype: the CIFAR-style search network and the ImageNet-style evaluation network."""
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from common.operations import OPS, FactorizedReduce, ReLUConvBN, drop_path
 

@@ -1,9 +1,7 @@
-"""Supervised training mechanics: device and precision, one epoch, batched prediction, weights-only checkpoints."""
+"""Supervised training mechanics: seeding, one epoch, batched prediction, weights-only checkpoints."""
 import io
 import math
 import random
-from contextlib import nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -13,68 +11,6 @@ from tqdm import tqdm
 
 from common.config import ConfigError
 from common.runs import atomic_write_bytes
-
-AMP_CHOICES = ("auto", "bf16", "fp16", "off")
-CHANNELS_LAST_CHOICES = ("auto", "on", "off")
-
-
-@dataclass(frozen=True)
-class Runtime:
-    """Where and how tensors run: the device, the autocast dtype (None = fp32) and the memory format."""
-
-    device: torch.device
-    dtype: torch.dtype | None = None
-    channels_last: bool = False
-
-    def autocast(self):
-        return torch.autocast(self.device.type, dtype=self.dtype) if self.dtype is not None else nullcontext()
-
-    def inputs(self, x):
-        """A batch (N, 3, H, W) on the device, in the model's memory format."""
-        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
-        return x.to(self.device, non_blocking=True, memory_format=fmt)
-
-    def place(self, model):
-        return model.to(self.device, memory_format=torch.channels_last if self.channels_last else torch.preserve_format)
-
-    def __str__(self):
-        dtype = str(self.dtype).replace("torch.", "") if self.dtype is not None else "off"
-        return f"{self.device}, autocast {dtype}, channels_last {'on' if self.channels_last else 'off'}"
-
-
-def pick_device(name="auto"):
-    """'auto' -> cuda, else mps, else cpu; an explicit device that is not there raises ConfigError."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        return torch.device("mps" if mps is not None and mps.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"--DEVICE={name}: not a device; use auto, cpu, cuda, cuda:1 or mps") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"--DEVICE={name}: CUDA is not available here; use --DEVICE=auto or cpu")
-    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ConfigError(f"--DEVICE={name}: MPS is not available here; use --DEVICE=auto or cpu")
-    return device
-
-
-def runtime(device="auto", amp="auto", channels_last="auto"):
-    """Runtime from the settings. amp 'auto' = bf16 autocast on CUDA, off elsewhere; channels_last 'auto' = on for
-    CUDA and the CPU (DARTS cells trained 1.3-1.7x faster in it on a 2-core CPU), off for MPS."""
-    device = pick_device(device)
-    if amp not in AMP_CHOICES:
-        raise ConfigError(f"--AMP={amp}: choose one of {', '.join(AMP_CHOICES)}")
-    if channels_last not in CHANNELS_LAST_CHOICES:
-        raise ConfigError(f"--CHANNELS_LAST={channels_last}: choose one of {', '.join(CHANNELS_LAST_CHOICES)}")
-    if amp == "auto":
-        amp = "bf16" if device.type == "cuda" else "off"
-    if amp == "fp16" and device.type == "cpu":
-        raise ConfigError("--AMP=fp16 needs a GPU; use --AMP=bf16 or off on the CPU")
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}[amp]
-    last = channels_last == "on" or (channels_last == "auto" and device.type in ("cuda", "cpu"))
-    return Runtime(device, dtype, last)
 
 
 def seed_everything(seed):

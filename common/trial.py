@@ -1,37 +1,16 @@
 """One search trial: train a candidate network contrastively on cached images and return its last-epoch loss."""
 import math
 import time
-from contextlib import nullcontext
 
 import torch
 
 from common.contrastive import BankNCE
+from common.device import autocast_for
 from common.networks import SearchNetwork
 
 
 class NonFiniteLoss(RuntimeError):
     """The candidate's loss became NaN or infinite; the trial is recorded as failed."""
-
-
-def pick_device(name="auto"):
-    """'auto' -> cuda, else mps, else cpu; any other value is passed to torch.device."""
-    if name != "auto":
-        return torch.device(name)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-def autocast_for(device, amp):
-    """amp: 'auto' (bf16 on CUDA, off elsewhere), 'bf16', 'fp16' or 'off' -> an autocast context (or a no-op)."""
-    if amp == "auto":
-        amp = "bf16" if device.type == "cuda" else "off"
-    if amp == "off":
-        return nullcontext()
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[amp]
-    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def _batches(n, batch_size, generator, device):

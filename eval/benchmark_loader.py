@@ -126,21 +126,10 @@ def model_img_s(n_classes, device):
     return MODEL_STEPS * MODEL_BATCH / (time.perf_counter() - start)
 
 
-def pick_device(name):
-    import torch
-
-    if name != "auto":
-        return torch.device(name)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
 def main(argv=None):
     from common.config import ConfigError, configure, format_config
     from common.datasets import DatasetError, load_labeled, prepare_resized
+    from common.device import pick_device
     from common.runs import REPO_ROOT
 
     try:

@@ -43,14 +43,12 @@ from common.genotypes import from_dict, resolve, to_dict  # noqa: E402
 from common.images import BadImage, list_images, skipped_summary, write_skipped  # noqa: E402
 from common.metrics import classification_metrics, write_predictions_csv  # noqa: E402
 from common.networks import EvalNetwork  # noqa: E402
+from common.device import AMP_CHOICES, CHANNELS_LAST_CHOICES, runtime  # noqa: E402
 from common.training import (  # noqa: E402
-    AMP_CHOICES,
-    CHANNELS_LAST_CHOICES,
     finite_or_raise,
     load_checkpoint,
     predict,
     rng_state,
-    runtime,
     save_checkpoint,
     seed_everything,
     set_rng_state,

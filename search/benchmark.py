@@ -24,7 +24,8 @@ import torch.nn.functional as F  # noqa: E402
 from common import genotypes as G  # noqa: E402
 from common.config import ConfigError, config_names, configure, format_config, parse_overrides  # noqa: E402
 from common.contrastive import BankNCE  # noqa: E402
-from common.trial import CandidateTrainer, autocast_for, pick_device  # noqa: E402
+from common.device import autocast_for, pick_device  # noqa: E402
+from common.trial import CandidateTrainer  # noqa: E402
 from common.views import ViewMaker  # noqa: E402
 
 # -----------------------------------------------------------------------------

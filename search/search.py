@@ -27,7 +27,8 @@ from common.figures import plot_search_curve  # noqa: E402
 from common.images import build_cache, cache_path_for, list_images, skipped_summary, write_skipped  # noqa: E402
 from common.runs import append_jsonl, atomic_write_json, mark_finished, new_run_dir, open_run_dir, read_jsonl  # noqa: E402
 from common.tpe import TrialHistory, make_suggest  # noqa: E402
-from common.trial import NonFiniteLoss, pick_device, run_trial  # noqa: E402
+from common.device import runtime  # noqa: E402
+from common.trial import NonFiniteLoss, run_trial  # noqa: E402
 from common.views import ViewMaker  # noqa: E402
 
 # -----------------------------------------------------------------------------
@@ -62,7 +63,8 @@ STD = (0.141, 0.152, 0.169)
 # system
 DEVICE = "auto"  # 'auto' (cuda > mps > cpu) | 'cpu' | 'cuda' | 'cuda:1' | 'mps'
 AMP = "auto"  # 'auto' (bf16 on CUDA, off on CPU) | 'bf16' | 'fp16' | 'off'
-CHANNELS_LAST = True  # NHWC activations: faster on CUDA and, for depthwise convs, on CPU too
+CHANNELS_LAST = "auto"  # 'auto' (on for CUDA and CPU, off for MPS) | 'on' | 'off': NHWC; depthwise convs need it on CPU
+THREADS = 0  # CPU threads for torch; 0 = torch's default (one per core); 1 can be faster on a busy machine
 DECODE_WORKERS = None  # processes that decode images for the cache (None = all cores)
 SEED = 0  # one seed for the suggestions, the subset and every trial's training
 OUT_DIR = None  # this run's folder; None = runs/search/<timestamp>; an unfinished run there is resumed
@@ -74,7 +76,7 @@ PRESETS = {
     # sized so that the whole demo finishes in under 10 minutes on a 2-core laptop CPU
     "demo": dict(N_TRIALS=10, TPE_STARTUP=5, EPOCHS=2, INIT_CHANNELS=16, LAYERS=5, BATCH_SIZE=64),
 }
-_RESUME_MAY_CHANGE = ("OUT_DIR", "DEVICE", "DECODE_WORKERS", "DEBUG", "MAX_FAILURES")
+_RESUME_MAY_CHANGE = ("OUT_DIR", "DEVICE", "DECODE_WORKERS", "THREADS", "DEBUG", "MAX_FAILURES")
 
 
 def search_space(steps=G.STEPS):
@@ -114,16 +116,16 @@ def load_images(cfg, run_dir, log=print):
     return torch.from_numpy(images)
 
 
-def trainer_settings(cfg, device):
+def trainer_settings(cfg, rt):
     return dict(
         init_channels=cfg["INIT_CHANNELS"], layers=cfg["LAYERS"], lr=cfg["LR"], momentum=cfg["MOMENTUM"],
         weight_decay=cfg["WEIGHT_DECAY"], tau=cfg["TAU"], bank_momentum=cfg["BANK_MOMENTUM"],
-        patch_weight=cfg["PATCH_WEIGHT"], batch_size=cfg["BATCH_SIZE"], device=device, amp=cfg["AMP"],
-        channels_last=cfg["CHANNELS_LAST"], negatives_per_image=cfg["NEGATIVES"],
+        patch_weight=cfg["PATCH_WEIGHT"], batch_size=cfg["BATCH_SIZE"], device=rt.device, amp=cfg["AMP"],
+        channels_last=rt.channels_last, negatives_per_image=cfg["NEGATIVES"],
     )
 
 
-def evaluate(sample, trial, images, views, cfg, device, log=print):
+def evaluate(sample, trial, images, views, cfg, rt, log=print):
     """Train the candidate a sample encodes; returns the trials.jsonl record (status 'ok' or 'fail')."""
     genotype = G.sample_to_genotype(sample)
     record = {"trial": trial, "genotype": G.to_dict(genotype), "sample": sample}
@@ -131,7 +133,7 @@ def evaluate(sample, trial, images, views, cfg, device, log=print):
     bar = lambda total: tqdm(total=total, unit="img", leave=False, desc=f"trial {trial}", disable=None)  # noqa: E731
     try:
         seed = int(np.random.default_rng([cfg["SEED"], trial]).integers(2**31 - 1))
-        result = run_trial(genotype, images, views, epochs=cfg["EPOCHS"], progress=bar, seed=seed, **trainer_settings(cfg, device))
+        result = run_trial(genotype, images, views, epochs=cfg["EPOCHS"], progress=bar, seed=seed, **trainer_settings(cfg, rt))
         record.update(status="ok", loss=result["loss"], epoch_losses=result["epoch_losses"],
                       images_per_s=round(result["images_per_s"], 1))
     except (NonFiniteLoss, RuntimeError, ValueError) as exc:  # NaN, out of memory, a shape error: record, go on
@@ -140,7 +142,7 @@ def evaluate(sample, trial, images, views, cfg, device, log=print):
             traceback.print_exc()
         del exc
         gc.collect()
-        if device.type == "cuda":
+        if rt.device.type == "cuda":
             torch.cuda.empty_cache()
     record["seconds"] = round(time.perf_counter() - start, 2)
     return record
@@ -170,6 +172,7 @@ def main(argv=None):
     for name in ("N_TRIALS", "EPOCHS", "BATCH_SIZE", "IMAGE_SIZE", "INIT_CHANNELS", "LAYERS", "MAX_FAILURES"):
         if cfg[name] < 1:  # 0 would end in a traceback (no trial, no epoch, no batch)
             raise ConfigError(f"--{name}={cfg[name]}: must be at least 1")
+    rt = runtime(cfg["DEVICE"], cfg["AMP"], cfg["CHANNELS_LAST"])  # refuses unknown choices and absent devices
     if cfg["DATA_DIR"] is not None:
         check_data_dir(Path(cfg["DATA_DIR"]).expanduser())
     run_dir, resumed = open_run_dir(cfg["OUT_DIR"] or new_run_dir("search"), cfg, ignore=_RESUME_MAY_CHANGE)
@@ -177,7 +180,9 @@ def main(argv=None):
         print("DEMO: no DATA_DIR given, so this searches the built-in synthetic lesions with the small 'demo' preset.\n"
               "      For real images: python search.py --DATA_DIR=/path/to/ISIC_2019_Training_Input  (paper settings)")
     print(f"config ({'resuming ' if resumed else ''}{run_dir}):\n{format_config(cfg, from_preset)}")
-    device = pick_device(cfg["DEVICE"])
+    device = rt.device
+    if cfg["THREADS"]:
+        torch.set_num_threads(cfg["THREADS"])
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed 32 px shapes: let cuDNN pick its fastest kernels
 
@@ -208,7 +213,7 @@ def main(argv=None):
             raise SearchStopped(f"stopped after {n_fail} failed trials (last: {last}); see {trials_file}")
         trial = len(records) + 1
         sample = history.suggest(suggest, trial, seed=int(np.random.default_rng([cfg["SEED"], trial, 1]).integers(2**31 - 1)))
-        record = evaluate(sample, trial, images, views, cfg, device)
+        record = evaluate(sample, trial, images, views, cfg, rt)
         append_jsonl(trials_file, record)  # persisted before the next trial starts
         records.append(record)
         history.add(trial, sample, record["loss"])

@@ -38,15 +38,6 @@ def write_isic(root, n=36, seed=0, image_column="image"):
     return truth
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tensors this small run faster on one thread, and a second thread stalls badly on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def script():
     return load_script("eval/train_isic.py")
