@@ -185,6 +185,9 @@ def main(argv=None):
         torch.set_num_threads(cfg["THREADS"])
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed 32 px shapes: let cuDNN pick its fastest kernels
+    elif cfg["PRESET"] == "paper":
+        print("note: the paper's search network trains at a few images/s on a CPU; use a GPU, or try the small "
+              "network first: --PRESET=demo (or --INIT_CHANNELS=16 --LAYERS=5 --BATCH_SIZE=64 --MAX_IMAGES=1000)")
 
     # ---- data --------------------------------------------------------------------------------------------
     images = load_images(cfg, run_dir).to(device)  # (N, S, S, 3) uint8, on the device once
