@@ -69,7 +69,7 @@ def loader_img_s(records, arrays, min_side, batch_size, workers, pin):
     until MIN_SECONDS have passed; workers persist across passes, as in a training run."""
     import torch
 
-    from common.datasets import ImageDataset, train_transform
+    from common.loaders import ImageDataset, train_transform
 
     ds = ImageDataset(records, train_transform(IMAGE_SIZE, MEAN, STD, scale=(CROP_SCALE_MIN, 1.0)), arrays=arrays,
                       min_side=min_side)
@@ -128,7 +128,8 @@ def model_img_s(n_classes, device):
 
 def main(argv=None):
     from common.config import ConfigError, configure, format_config
-    from common.datasets import DatasetError, load_labeled, prepare_resized
+    from common.datasets import DatasetError, load_labeled
+    from common.loaders import prepare_resized
     from common.device import pick_device
     from common.runs import REPO_ROOT
 

@@ -26,17 +26,14 @@ from common.cam import GradCAM, pick_cam_samples, save_cam_figure  # noqa: E402
 from common.config import ConfigError, configure, format_config  # noqa: E402
 from common.datasets import (  # noqa: E402
     DatasetError,
-    ImageDataset,
     Record,
     balanced_sampler,
     class_counts,
     class_weights,
-    eval_transform,
     load_labeled,
-    prepare_resized,
-    train_transform,
     write_split,
 )
+from common.loaders import ImageDataset, eval_transform, prepare_resized, train_transform  # noqa: E402
 from common.demo_lesions import ensure_demo_dataset  # noqa: E402
 from common.figures import plot_confusion_matrix, plot_training_curves  # noqa: E402
 from common.genotypes import from_dict, resolve, to_dict  # noqa: E402

@@ -11,18 +11,15 @@ from PIL import Image
 from common.datasets import (
     DERMAMNIST_CLASSES,
     DatasetError,
-    ImageDataset,
     Record,
     balanced_sampler,
     class_counts,
     class_weights,
     detect_layout,
-    eval_transform,
     load_labeled,
-    prepare_resized,
-    train_transform,
     write_split,
 )
+from common.loaders import ImageDataset, eval_transform, prepare_resized, train_transform
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 
