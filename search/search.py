@@ -98,14 +98,11 @@ def load_images(cfg, run_dir, log=print):
         folder = ensure_demo_dataset(log=log) / "ISIC_2019_Training_Input"
     else:
         folder = Path(cfg["DATA_DIR"]).expanduser()
-        if not folder.is_dir():
-            raise ConfigError(f"DATA_DIR {folder} is not a folder; point it at a folder of images (searched recursively)")
+        check_data_dir(folder)
     paths = list_images(folder)
     if cfg["MAX_IMAGES"] and len(paths) > cfg["MAX_IMAGES"]:
         pick = np.random.default_rng(cfg["SEED"]).choice(len(paths), cfg["MAX_IMAGES"], replace=False)
         paths = [paths[i] for i in sorted(pick)]
-    if not paths:
-        raise ConfigError(f"no images (jpg/jpeg/png/bmp/tif) found under {folder}")
     log(f"images: {len(paths)} files under {folder}")
     images, kept, skipped = build_cache(paths, cfg["IMAGE_SIZE"], cache_path_for(folder, cfg["IMAGE_SIZE"]), cfg["DECODE_WORKERS"])
     if skipped:
@@ -125,7 +122,7 @@ def trainer_settings(cfg, rt):
     )
 
 
-def evaluate(sample, trial, images, views, cfg, rt, log=print):
+def evaluate(sample, trial, images, views, cfg, rt):
     """Train the candidate a sample encodes; returns the trials.jsonl record (status 'ok' or 'fail')."""
     genotype = G.sample_to_genotype(sample)
     record = {"trial": trial, "genotype": G.to_dict(genotype), "sample": sample}
@@ -162,6 +159,10 @@ def write_results(run_dir, records, log=print, final=False):
     if final:
         write_cell_diagrams(genotype, run_dir, log)
     return best, literal
+
+
+class SearchStopped(RuntimeError):
+    """Too many candidates failed: the setup itself is probably broken."""
 
 
 def main(argv=None):
@@ -240,10 +241,6 @@ def main(argv=None):
     return run_dir
 
 
-class SearchStopped(RuntimeError):
-    """Too many candidates failed: the setup itself is probably broken."""
-
-
 if __name__ == "__main__":
     try:
         main()
@@ -252,3 +249,6 @@ if __name__ == "__main__":
             raise
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished trials are kept; rerun with the same --OUT_DIR to resume", file=sys.stderr)
+        sys.exit(130)
