@@ -62,7 +62,7 @@ MEAN = (0.763, 0.545, 0.570)  # normalisation (the paper's ISIC statistics)
 STD = (0.141, 0.152, 0.169)
 # system
 DEVICE = "auto"  # 'auto' (cuda > mps > cpu) | 'cpu' | 'cuda' | 'cuda:1' | 'mps'
-AMP = "auto"  # 'auto' (bf16 on CUDA, off on CPU) | 'bf16' | 'fp16' | 'off'
+AMP = "auto"  # 'auto' (bf16 on CUDA, off on CPU) | 'bf16' | 'off'
 CHANNELS_LAST = "auto"  # 'auto' (on for CUDA and CPU, off for MPS) | 'on' | 'off': NHWC; depthwise convs need it on CPU
 THREADS = 0  # CPU threads for torch; 0 = torch's default (one per core); 1 can be faster on a busy machine
 DECODE_WORKERS = None  # processes that decode images for the cache (None = all cores)
@@ -174,6 +174,8 @@ def main(argv=None):
         if cfg[name] < 1:  # 0 would end in a traceback (no trial, no epoch, no batch)
             raise ConfigError(f"--{name}={cfg[name]}: must be at least 1")
     rt = runtime(cfg["DEVICE"], cfg["AMP"], cfg["CHANNELS_LAST"])  # refuses unknown choices and absent devices
+    if cfg["AMP"] == "fp16":  # a trial has no gradient scaler; bf16 keeps fp32's range and needs none
+        raise ConfigError("--AMP=fp16 is not supported by the search; use --AMP=bf16 (or auto, or off)")
     if cfg["DATA_DIR"] is not None:
         check_data_dir(Path(cfg["DATA_DIR"]).expanduser())
     run_dir, resumed = open_run_dir(cfg["OUT_DIR"] or new_run_dir("search"), cfg, ignore=_RESUME_MAY_CHANGE)
