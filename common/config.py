@@ -86,3 +86,18 @@ def format_config(config, preset_changed=()):
     return "\n".join(
         f"  {k:<{width}} = {v!r}" + ("   (preset)" if k in preset_changed else "") for k, v in config.items()
     )
+
+
+def run_cli(main, user_errors=(ConfigError,), debug=lambda: False, resume_hint="rerun the same command to resume"):
+    """Run a script's main() for the command line: a user error is one line on stderr and exit status 2 (the
+    traceback only when debug() says so), Ctrl-C exits 130 with how to resume."""
+    try:
+        return main()
+    except user_errors as exc:
+        if debug():
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: {resume_hint}", file=sys.stderr)
+        sys.exit(130)

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `common` from th
 
 from common import runs  # noqa: E402
 from common.cam import GradCAM, pick_cam_samples, save_cam_figure  # noqa: E402
-from common.config import ConfigError, configure, format_config  # noqa: E402
+from common.config import ConfigError, configure, format_config, run_cli  # noqa: E402
 from common.datasets import (  # noqa: E402
     DatasetError,
     Record,
@@ -528,16 +528,8 @@ def main(argv=None):
 
 def cli(argv=None):
     """main() for the command line: a user error is one line on stderr and exit status 2, no traceback."""
-    try:
-        main(argv)
-    except (ConfigError, DatasetError, BadImage) as exc:
-        if _RUNTIME["debug"]:
-            raise
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        print("\ninterrupted: rerun the same command with --OUT_DIR=<the run folder above> to resume", file=sys.stderr)
-        sys.exit(130)
+    run_cli(lambda: main(argv), (ConfigError, DatasetError, BadImage), lambda: _RUNTIME["debug"],
+            "rerun the same command with --OUT_DIR=<the run folder above> to resume")
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from tqdm import tqdm  # noqa: E402
 
 from common import genotypes as G  # noqa: E402
 from common.cell_diagram import write_cell_diagrams  # noqa: E402
-from common.config import ConfigError, configure, format_config  # noqa: E402
+from common.config import ConfigError, configure, format_config, run_cli  # noqa: E402
 from common.demo_lesions import ensure_demo_dataset  # noqa: E402
 from common.figures import plot_search_curve  # noqa: E402
 from common.images import build_cache, cache_path_for, list_images, skipped_summary, write_skipped  # noqa: E402
@@ -244,13 +244,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (ConfigError, SearchStopped) as err:
-        if DEBUG or "--DEBUG=True" in sys.argv:
-            raise
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        print("\ninterrupted: finished trials are kept; rerun with the same --OUT_DIR to resume", file=sys.stderr)
-        sys.exit(130)
+    run_cli(main, (ConfigError, SearchStopped), lambda: DEBUG or "--DEBUG=True" in sys.argv,
+            "finished trials are kept; rerun the same command with --OUT_DIR=<the run folder above> to resume")
