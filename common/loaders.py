@@ -1,5 +1,6 @@
 """Pixels for training: a torch Dataset over records, one-time resized copies on disk, and the transforms."""
 import hashlib
+import io
 import json
 import os
 import tempfile
@@ -13,7 +14,7 @@ from torchvision.transforms import v2
 
 from common.datasets import DatasetError
 from common.images import BadImage, open_rgb, parallel_map
-from common.runs import atomic_write_text
+from common.runs import atomic_write_bytes, atomic_write_text
 
 
 # ------------------------------------------------------------------------------------------- torch dataset
@@ -121,14 +122,12 @@ def _resize_one(job):
         s = short_side / min(w, h)
         size = (max(short_side, round(w * s)), max(short_side, round(h * s)))
         im = im.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
-    dest = Path(dest)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", quality=95)
     try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        im.save(tmp, "JPEG", quality=95)
-        os.replace(tmp, dest)
+        Path(dest).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(dest, buf.getvalue())
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         return src, f"cannot write the resized copy ({exc})", False
     return src, None, True
 

@@ -31,7 +31,7 @@ class CandidateTrainer:
                  proj_dim=256, negatives_per_image=None):
         self.images, self.views, self.batch_size, self.device = images, views, batch_size, device
         self.amp = amp
-        self.channels_last = device.type == "cuda" if channels_last is None else channels_last
+        self.channels_last = device.type != "mps" if channels_last is None else channels_last  # as device 'auto'
         torch.manual_seed(seed)
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(seed)
