@@ -1,7 +1,14 @@
 """Ask/tell around hyperopt: suggest one sample at a time from a history we rebuild from trials.jsonl."""
 from functools import partial
 
-from hyperopt import JOB_STATE_DONE, STATUS_FAIL, STATUS_OK, Domain, Trials, rand, tpe
+from hyperopt import JOB_STATE_DONE, STATUS_FAIL, STATUS_OK, Domain, Trials, hp, rand, tpe
+
+from common import genotypes as G
+
+
+def search_space(space="paper", steps=G.STEPS):
+    """The hyperopt space of a genotype encoding (see common.genotypes): one hp.choice per variable."""
+    return {label: hp.choice(label, G.choices(label, space)) for label in G.sample_labels(steps, space)}
 
 
 def make_suggest(algo, n_startup=20):
