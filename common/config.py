@@ -56,11 +56,11 @@ def config_names(namespace):
 
 
 def configure(namespace, argv=None, presets=None, preset_key="PRESET"):
-    """Apply a preset (a dict of constants) and then command-line overrides to `namespace` (a script's globals).
+    """The resolved settings of a script: its constants (`namespace`, e.g. globals()), a preset, then overrides.
 
     Order: constants block < preset named by namespace[preset_key] < --NAME=value. PRESET='auto' picks
-    'demo' when DATA_DIR is None, else 'paper'. Returns the resolved
-    config dict and the names the preset changed.
+    'demo' when DATA_DIR is None, else 'paper'. Returns (config dict, names the preset changed); `namespace`
+    itself is left alone, so a script's module keeps its defaults and main() can run twice in one process.
     """
     argv = sys.argv[1:] if argv is None else argv
     defaults = {k: namespace[k] for k in config_names(namespace)}
@@ -77,8 +77,50 @@ def configure(namespace, argv=None, presets=None, preset_key="PRESET"):
             if k not in overrides:
                 config[k] = v
                 preset_changed.append(k)
-    namespace.update(config)
     return config, preset_changed
+
+
+# ----------------------------------------------------------------------------- checks
+# Each check raises ConfigError with one line naming the setting, so every setting can be validated before a run
+# folder exists (a typo must never leave a folder that then refuses the corrected command).
+
+
+def check_number(cfg, name, lo=None, hi=None, *, integer=False, lo_open=False, hi_open=False, none_ok=False):
+    """cfg[name] is a number (an int when `integer`) within [lo, hi] (open ends as asked); None only if none_ok."""
+    v = cfg[name]
+    if v is None and none_ok:
+        return v
+    kind = "an integer" if integer else "a number"
+    ok = isinstance(v, int if integer else (int, float)) and not isinstance(v, bool)
+    ok = ok and (lo is None or (v > lo if lo_open else v >= lo)) and (hi is None or (v < hi if hi_open else v <= hi))
+    if not ok:
+        low = "" if lo is None else f"{'>' if lo_open else '>='} {lo}"
+        high = "" if hi is None else f"{'<' if hi_open else '<='} {hi}"
+        bounds = " and ".join(b for b in (low, high) if b)
+        raise ConfigError(f"--{name}={v!r}: must be {kind}{' ' + bounds if bounds else ''}"
+                          + (" (or None)" if none_ok else ""))
+    return v
+
+
+def check_tuple(cfg, name, length, lo=None, hi=None, *, increasing=False, example=None):
+    """cfg[name] is `length` numbers, each within [lo, hi], non-decreasing when `increasing`."""
+    v = cfg[name]
+    ok = isinstance(v, (tuple, list)) and len(v) == length
+    ok = ok and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
+    ok = ok and all((lo is None or x >= lo) and (hi is None or x <= hi) for x in v)
+    ok = ok and (not increasing or all(a <= b for a, b in zip(v, v[1:])))
+    if not ok:
+        rng = f" in [{lo}, {hi}]" if lo is not None and hi is not None else f" >= {lo}" if lo is not None else ""
+        order = ", low to high" if increasing else ""
+        eg = f", e.g. {tuple(example)!r}" if example is not None else ""
+        raise ConfigError(f"--{name}={v!r}: needs {length} numbers{rng}{order}{eg}")
+    return tuple(v)
+
+
+def check_choice(cfg, name, choices):
+    if cfg[name] not in choices:
+        raise ConfigError(f"--{name}={cfg[name]!r}: choose one of {', '.join(map(str, choices))}")
+    return cfg[name]
 
 
 def format_config(config, preset_changed=()):

@@ -1,10 +1,15 @@
 """Where and how tensors run: device choice, autocast precision and memory format, shared by search and eval."""
+import json
 from contextlib import nullcontext
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
 from common.config import ConfigError
+from common.runs import atomic_write_json
+
+RUNTIME_FILE = "runtime.json"  # the resolved runtime a run started with, compared on resume
 
 AMP_CHOICES = ("auto", "bf16", "fp16", "off")
 CHANNELS_LAST_CHOICES = ("auto", "on", "off")
@@ -28,6 +33,11 @@ class Runtime:
 
     def place(self, model):
         return model.to(self.device, memory_format=torch.channels_last if self.channels_last else torch.preserve_format)
+
+    def record(self):
+        """What a run folder keeps to compare on resume: the resolved choices, not the 'auto' settings."""
+        dtype = str(self.dtype).replace("torch.", "") if self.dtype is not None else "off"
+        return {"device_type": self.device.type, "autocast": dtype, "channels_last": self.channels_last}
 
     def __str__(self):
         dtype = str(self.dtype).replace("torch.", "") if self.dtype is not None else "off"
@@ -72,3 +82,21 @@ def runtime(device="auto", amp="auto", channels_last="auto"):
 def autocast_for(device, amp):
     """amp 'auto' | 'bf16' | 'fp16' | 'off' on a torch.device -> an autocast context (a no-op when off)."""
     return runtime(str(device), amp, "off").autocast()
+
+
+def check_resumed_runtime(run_dir, rt, allow_change=False):
+    """A new run records its resolved runtime; a resumed one must match it (a CUDA bf16 run resumed on a CPU would
+    otherwise go on in fp32 mid-run) unless `allow_change` (ALLOW_RUNTIME_CHANGE) says so."""
+    path = Path(run_dir) / RUNTIME_FILE
+    now = rt.record()
+    if path.exists():
+        before = json.loads(path.read_text())
+        differ = {k: (before.get(k), v) for k, v in now.items() if before.get(k) != v}
+        if differ and not allow_change:
+            shown = ", ".join(f"{k} {a} then vs {b} now" for k, (a, b) in differ.items())
+            raise ConfigError(f"{run_dir} was started with another runtime ({shown}); resume on the same kind of "
+                              "device, or pass --ALLOW_RUNTIME_CHANGE=True to go on anyway")
+        if not differ:
+            return now
+    atomic_write_json(path, now)
+    return now

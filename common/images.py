@@ -295,9 +295,18 @@ def skipped_summary(skipped, n_total, show=3):
     return f"skipped {len(skipped)} of {n_total} files (see {SKIPPED_CSV}): {names}{more}"
 
 
-def cache_path_for(root, size):
-    """REPO_ROOT/data/cache/<folder slug>-<sha1 of the resolved path, 10 hex>-<size>px.npz."""
+def cache_path_for(root, size, subset=None):
+    """REPO_ROOT/data/cache/<folder slug>-<sha1 of the resolved path, 10 hex>-<size>px.npz.
+
+    subset: the chosen paths when only some of the folder's images are used (MAX_IMAGES); the subset gets a cache
+    file of its own (named by a digest of its paths), so runs on a subset and on the whole folder don't take
+    turns rebuilding one file.
+    """
     resolved = Path(root).expanduser().resolve()
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", resolved.name).strip("-.") or "images"
     digest = hashlib.sha1(str(resolved).encode()).hexdigest()[:10]
-    return REPO_ROOT / "data" / "cache" / f"{slug}-{digest}-{size}px.npz"
+    tag = ""
+    if subset is not None:
+        names = "\n".join(sorted(os.path.abspath(p) for p in subset))
+        tag = f"-{len(subset)}of-{hashlib.sha1(names.encode()).hexdigest()[:8]}"
+    return REPO_ROOT / "data" / "cache" / f"{slug}-{digest}{tag}-{size}px.npz"

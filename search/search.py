@@ -5,31 +5,26 @@
 
 Any constant below can be overridden as --NAME=value. Results go to OUT_DIR (see README.md).
 """
-import gc
-import math
 import sys
-import time
-import traceback
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from hyperopt import hp  # noqa: E402  (only hp: upper-case imports would count as settings)
-from tqdm import tqdm  # noqa: E402
 
 from common import genotypes as G  # noqa: E402
 from common.cell_diagram import write_cell_diagrams  # noqa: E402
-from common.config import ConfigError, configure, format_config, run_cli  # noqa: E402
+from common.config import ConfigError, check_choice, check_number, check_tuple, configure, format_config, run_cli  # noqa: E402
 from common.demo_lesions import ensure_demo_dataset  # noqa: E402
+from common.device import check_resumed_runtime, runtime  # noqa: E402
 from common.figures import plot_search_curve  # noqa: E402
 from common.images import build_cache, cache_path_for, list_images, skipped_summary, write_skipped  # noqa: E402
-from common.runs import append_jsonl, atomic_write_json, mark_finished, new_run_dir, open_run_dir, read_jsonl  # noqa: E402
-from common.tpe import TrialHistory, make_suggest  # noqa: E402
-from common.device import runtime  # noqa: E402
-from common.trial import NonFiniteLoss, run_trial  # noqa: E402
-from common.views import ViewMaker  # noqa: E402
+from common.runs import atomic_write_json, mark_finished, new_run_dir, open_run_dir  # noqa: E402
+from common.search_loop import InlineExecutor, SearchLoop, SearchStopped, eta_minutes  # noqa: E402
+from common.executors import KINDS, make_executor  # noqa: E402
+from common.search_trial import SCORES, budget_check, evaluate_trial, worker_run, worker_setup  # noqa: E402
+from common.tpe import make_suggest, search_space  # noqa: E402
 
 # -----------------------------------------------------------------------------
 # data
@@ -39,12 +34,20 @@ MAX_IMAGES = None  # use a seeded random subset of this many images (None = all)
 # search
 N_TRIALS = 120  # finished (ok) trials to run
 ALGO = "tpe"  # 'tpe' | 'random' (the baseline)
+SPACE = "paper"  # 'paper' (one op per candidate edge, the CSNAS encoding) | 'explicit' (per node: 2 inputs, 2 ops)
+SCORE = "nce"  # 'nce' (contrastive training, the paper's method) | 'naswot' | 'synflow' (training-free, seconds)
 TPE_STARTUP = 20  # random trials before TPE models the history (hyperopt's default)
 MAX_FAILURES = 10  # stop with a message after this many failed trials (NaN loss, out of memory, ...)
+# budget: the size of the eval network the genotype becomes (train_isic.py's paper settings, see BUDGET_NETWORK)
+MAX_PARAMS = None  # parameters; a proposal above it is recorded as over_budget, not trained (None = no limit)
+MAX_MACS = None  # multiply-accumulates per image (FLOPs / 2) at BUDGET_NETWORK's image size (None = no limit)
+BUDGET_NETWORK = (58, 24, 224, 8)  # eval network measured for the budget: C, cells, image px, classes
+MAX_OVER_BUDGET = 500  # stop when this many proposals in a row are over budget (the budget is too small)
 # candidate network and its contrastive training
 INIT_CHANNELS = 32  # C; 8 cells of C=32 give 512-d features
 LAYERS = 8  # cells; reductions at 1/3 and 2/3 depth
 EPOCHS = 10  # per trial; the score is the mean loss of the last epoch
+REPEATS = 1  # training seeds per candidate; TPE gets the mean loss, trials.jsonl also each loss and their std
 BATCH_SIZE = 256  # images per step (each gives 3 views)
 LR = 1e-3  # SGD learning rate
 MOMENTUM = 0.9  # SGD momentum
@@ -66,7 +69,13 @@ AMP = "auto"  # 'auto' (bf16 on CUDA, off on CPU) | 'bf16' | 'off'
 CHANNELS_LAST = "auto"  # 'auto' (on for CUDA and CPU, off for MPS) | 'on' | 'off': NHWC; depthwise convs need it on CPU
 THREADS = 0  # CPU threads for torch; 0 = torch's default (one per core); 1 can be faster on a busy machine
 DECODE_WORKERS = None  # processes that decode images for the cache (None = all cores)
-SEED = 0  # one seed for the suggestions, the subset and every trial's training
+# parallel trials
+WORKERS = 1  # trials in flight at once; 1 = one after another in this process
+EXECUTOR = "local"  # 'local' (worker processes here, GPUs round-robin, CPU cores split) | 'ray' (a Ray cluster)
+RAY_ADDRESS = None  # EXECUTOR='ray': the cluster's address ('auto', 'ray://host:10001'); None = start Ray here
+TRIALS_PER_GPU = 1  # EXECUTOR='ray': trials sharing one GPU (each asks for 1/TRIALS_PER_GPU of a GPU)
+ALLOW_RUNTIME_CHANGE = False  # resume a run on another device type / precision / memory format than it started on
+SEED = 0  # one seed for the suggestions, the subset, and every candidate's training (common random numbers)
 OUT_DIR = None  # this run's folder; None = runs/search/<timestamp>; an unfinished run there is resumed
 PRESET = "auto"  # 'auto' ('demo' without DATA_DIR, else 'paper') | 'demo' | 'paper'
 DEBUG = False  # show tracebacks for user errors and failed trials
@@ -76,12 +85,47 @@ PRESETS = {
     # sized so that the whole demo finishes in under 10 minutes on a 2-core laptop CPU
     "demo": dict(N_TRIALS=10, TPE_STARTUP=5, EPOCHS=2, INIT_CHANNELS=16, LAYERS=5, BATCH_SIZE=64),
 }
-_RESUME_MAY_CHANGE = ("OUT_DIR", "DEVICE", "DECODE_WORKERS", "THREADS", "DEBUG", "MAX_FAILURES")
+_RESUME_MAY_CHANGE = ("OUT_DIR", "DEVICE", "DECODE_WORKERS", "THREADS", "DEBUG", "MAX_FAILURES", "MAX_OVER_BUDGET",
+                      "ALLOW_RUNTIME_CHANGE", "WORKERS", "EXECUTOR", "RAY_ADDRESS", "TRIALS_PER_GPU")
 
 
-def search_space(steps=G.STEPS):
-    """One categorical choice of op per candidate edge, for the normal and the reduction cell."""
-    return {label: hp.choice(label, G.PRIMITIVES) for label in G.sample_labels(steps)}
+def check_settings(cfg):
+    """Every setting checked before anything is written: a typo leaves no run folder behind."""
+    check_choice(cfg, "ALGO", ("tpe", "random"))
+    check_choice(cfg, "SPACE", G.SPACES)
+    check_choice(cfg, "SCORE", SCORES)
+    check_choice(cfg, "EXECUTOR", KINDS)
+    for name in ("N_TRIALS", "EPOCHS", "BATCH_SIZE", "INIT_CHANNELS", "LAYERS", "MAX_FAILURES", "REPEATS",
+                 "MAX_OVER_BUDGET", "WORKERS", "TRIALS_PER_GPU"):
+        check_number(cfg, name, 1, integer=True)  # 0 would end in a traceback (no trial, no epoch, no batch)
+    check_number(cfg, "IMAGE_SIZE", 8, integer=True)
+    check_number(cfg, "TPE_STARTUP", 0, integer=True)
+    check_number(cfg, "THREADS", 0, integer=True)
+    check_number(cfg, "MAX_IMAGES", 2, integer=True, none_ok=True)
+    check_number(cfg, "DECODE_WORKERS", 1, integer=True, none_ok=True)
+    check_number(cfg, "NEGATIVES", 1, integer=True, none_ok=True)
+    check_number(cfg, "MAX_PARAMS", 1, none_ok=True)
+    check_number(cfg, "MAX_MACS", 1, none_ok=True)
+    check_tuple(cfg, "BUDGET_NETWORK", 4, 1, example=(58, 24, 224, 8))
+    check_number(cfg, "LR", 0, lo_open=True)
+    check_number(cfg, "MOMENTUM", 0, 1, hi_open=True)
+    check_number(cfg, "WEIGHT_DECAY", 0)
+    check_number(cfg, "TAU", 0, lo_open=True)
+    check_number(cfg, "BANK_MOMENTUM", 0, 1)
+    check_number(cfg, "PATCH_WEIGHT", 0, 1)
+    check_number(cfg, "CENTER_CROP", 0, 1, lo_open=True)
+    check_number(cfg, "GRAYSCALE_P", 0, 1)
+    check_number(cfg, "SEED", 0, integer=True)
+    check_tuple(cfg, "COLOR_JITTER", 4, 0, example=(0.2, 0.2, 0.2, 0.02))
+    if cfg["COLOR_JITTER"][3] > 0.5:
+        raise ConfigError(f"--COLOR_JITTER={cfg['COLOR_JITTER']!r}: the hue shift (4th value) is at most 0.5 of the wheel")
+    check_tuple(cfg, "PATCH_SCALE", 2, 0.01, 1, increasing=True, example=(0.15, 0.5))
+    check_tuple(cfg, "MEAN", 3, 0, 1, example=(0.763, 0.545, 0.570))
+    check_tuple(cfg, "STD", 3, 1e-6, example=(0.141, 0.152, 0.169))
+    if cfg["AMP"] == "fp16":  # a trial has no gradient scaler; bf16 keeps fp32's range and needs none
+        raise ConfigError("--AMP=fp16 is not supported by the search; use --AMP=bf16 (or auto, or off)")
+    if cfg["DATA_DIR"] is not None:
+        check_data_dir(Path(cfg["DATA_DIR"]).expanduser())
 
 
 def check_data_dir(folder):
@@ -93,152 +137,108 @@ def check_data_dir(folder):
 
 
 def load_images(cfg, run_dir, log=print):
-    """Decode the search images once (cached on disk at IMAGE_SIZE); returns a uint8 tensor (N, S, S, 3)."""
+    """Decode the search images once (cached on disk at IMAGE_SIZE); returns a uint8 array (N, S, S, 3)."""
     if cfg["DATA_DIR"] is None:
         folder = ensure_demo_dataset(log=log) / "ISIC_2019_Training_Input"
     else:
         folder = Path(cfg["DATA_DIR"]).expanduser()
         check_data_dir(folder)
-    paths = list_images(folder)
+    paths, subset = list_images(folder), None
     if cfg["MAX_IMAGES"] and len(paths) > cfg["MAX_IMAGES"]:
         pick = np.random.default_rng(cfg["SEED"]).choice(len(paths), cfg["MAX_IMAGES"], replace=False)
-        paths = [paths[i] for i in sorted(pick)]
+        paths = subset = [paths[i] for i in sorted(pick)]
     log(f"images: {len(paths)} files under {folder}")
-    images, kept, skipped = build_cache(paths, cfg["IMAGE_SIZE"], cache_path_for(folder, cfg["IMAGE_SIZE"]), cfg["DECODE_WORKERS"])
+    cache = cache_path_for(folder, cfg["IMAGE_SIZE"], subset)
+    images, kept, skipped = build_cache(paths, cfg["IMAGE_SIZE"], cache, cfg["DECODE_WORKERS"])
     if skipped:
         write_skipped(run_dir, skipped)
         log(skipped_summary(skipped, len(paths)))
     if len(kept) < 2:
         raise ConfigError(f"only {len(kept)} readable image(s) under {folder}; the search needs at least 2")
-    return torch.from_numpy(images)
-
-
-def trainer_settings(cfg, rt):
-    return dict(
-        init_channels=cfg["INIT_CHANNELS"], layers=cfg["LAYERS"], lr=cfg["LR"], momentum=cfg["MOMENTUM"],
-        weight_decay=cfg["WEIGHT_DECAY"], tau=cfg["TAU"], bank_momentum=cfg["BANK_MOMENTUM"],
-        patch_weight=cfg["PATCH_WEIGHT"], batch_size=cfg["BATCH_SIZE"], device=rt.device, amp=cfg["AMP"],
-        channels_last=rt.channels_last, negatives_per_image=cfg["NEGATIVES"],
-    )
-
-
-def evaluate(sample, trial, images, views, cfg, rt):
-    """Train the candidate a sample encodes; returns the trials.jsonl record (status 'ok' or 'fail')."""
-    genotype = G.sample_to_genotype(sample)
-    record = {"trial": trial, "genotype": G.to_dict(genotype), "sample": sample}
-    start = time.perf_counter()
-    bar = lambda total: tqdm(total=total, unit="img", leave=False, desc=f"trial {trial}", disable=None)  # noqa: E731
-    try:
-        seed = int(np.random.default_rng([cfg["SEED"], trial]).integers(2**31 - 1))
-        result = run_trial(genotype, images, views, epochs=cfg["EPOCHS"], progress=bar, seed=seed, **trainer_settings(cfg, rt))
-        record.update(status="ok", loss=result["loss"], epoch_losses=result["epoch_losses"],
-                      images_per_s=round(result["images_per_s"], 1))
-    except (NonFiniteLoss, RuntimeError, ValueError) as exc:  # NaN, out of memory, a shape error: record, go on
-        record.update(status="fail", loss=None, reason=f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}")
-        if cfg["DEBUG"]:
-            traceback.print_exc()
-        del exc
-        gc.collect()
-        if rt.device.type == "cuda":
-            torch.cuda.empty_cache()
-    record["seconds"] = round(time.perf_counter() - start, 2)
-    return record
+    return images
 
 
 def write_results(run_dir, records, log=print, final=False):
     """best_genotype.json and search_curve.png after every trial; cell diagrams at the end."""
-    plot_search_curve(records, run_dir / "search_curve.png")
+    plot_search_curve([r for r in records if r["status"] != "over_budget"], run_dir / "search_curve.png")
     ok = [r for r in records if r["status"] == "ok"]
     if not ok:
         return None
     best = min(ok, key=lambda r: r["loss"])
     genotype = G.from_dict(best["genotype"])
     literal = G.to_literal(genotype, "CSNAS_SEARCHED")
-    atomic_write_json(run_dir / "best_genotype.json",
-                      {"genotype": best["genotype"], "trial": best["trial"], "loss": best["loss"], "literal": literal})
+    summary = {k: best[k] for k in ("trial", "loss", "score", "params", "macs") if k in best}
+    atomic_write_json(run_dir / "best_genotype.json", {"genotype": best["genotype"], **summary, "literal": literal})
     if final:
         write_cell_diagrams(genotype, run_dir, log)
     return best, literal
 
 
-class SearchStopped(RuntimeError):
-    """Too many candidates failed: the setup itself is probably broken."""
+def progress_line(record, loop, capacity):
+    """One line per finished trial: `trial 12/120 | loss 3.412 | best 3.398 | 41 s | ETA 9.5 min`."""
+    cfg, n_ok = loop.cfg, loop.count("ok")
+    if record["status"] == "ok":
+        best = min(r["loss"] for r in loop.ok())
+        spread = f" ± {record['loss_std']:.4f}" if "loss_std" in record else ""
+        return (f"trial {n_ok}/{cfg['N_TRIALS']} (#{record['trial']}) | loss {record['loss']:.4f}{spread} | "
+                f"best {best:.4f} | {record['seconds']:.0f} s | ETA {eta_minutes(loop.records, cfg['N_TRIALS'], capacity):.1f} min")
+    return (f"trial #{record['trial']} failed ({loop.count('fail')}/{cfg['MAX_FAILURES']} allowed): "
+            f"{record.get('reason')}")
 
 
 def main(argv=None):
     # ---- config ------------------------------------------------------------------------------------------
     cfg, from_preset = configure(globals(), argv, PRESETS)
-    if cfg["ALGO"] not in ("tpe", "random"):
-        raise ConfigError(f"ALGO must be 'tpe' or 'random', not {cfg['ALGO']!r}")
-    for name in ("N_TRIALS", "EPOCHS", "BATCH_SIZE", "IMAGE_SIZE", "INIT_CHANNELS", "LAYERS", "MAX_FAILURES"):
-        if cfg[name] < 1:  # 0 would end in a traceback (no trial, no epoch, no batch)
-            raise ConfigError(f"--{name}={cfg[name]}: must be at least 1")
+    check_settings(cfg)
     rt = runtime(cfg["DEVICE"], cfg["AMP"], cfg["CHANNELS_LAST"])  # refuses unknown choices and absent devices
-    if cfg["AMP"] == "fp16":  # a trial has no gradient scaler; bf16 keeps fp32's range and needs none
-        raise ConfigError("--AMP=fp16 is not supported by the search; use --AMP=bf16 (or auto, or off)")
-    if cfg["DATA_DIR"] is not None:
-        check_data_dir(Path(cfg["DATA_DIR"]).expanduser())
     run_dir, resumed = open_run_dir(cfg["OUT_DIR"] or new_run_dir("search"), cfg, ignore=_RESUME_MAY_CHANGE)
+    check_resumed_runtime(run_dir, rt, cfg["ALLOW_RUNTIME_CHANGE"])
     if cfg["DATA_DIR"] is None:
         print("DEMO: no DATA_DIR given, so this searches the built-in synthetic lesions with the small 'demo' preset.\n"
               "      For real images: python search.py --DATA_DIR=/path/to/ISIC_2019_Training_Input  (paper settings)")
     print(f"config ({'resuming ' if resumed else ''}{run_dir}):\n{format_config(cfg, from_preset)}")
-    device = rt.device
     if cfg["THREADS"]:
         torch.set_num_threads(cfg["THREADS"])
-    if device.type == "cuda":
+    if rt.device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed 32 px shapes: let cuDNN pick its fastest kernels
-    elif cfg["PRESET"] == "paper":
+    elif cfg["PRESET"] == "paper" and cfg["SCORE"] == "nce":
         print("note: the paper's search network trains at a few images/s on a CPU; use a GPU, or try the small "
               "network first: --PRESET=demo (or --INIT_CHANNELS=16 --LAYERS=5 --BATCH_SIZE=64 --MAX_IMAGES=1000)")
 
     # ---- data --------------------------------------------------------------------------------------------
-    images = load_images(cfg, run_dir).to(device)  # (N, S, S, 3) uint8, on the device once
-    views = ViewMaker(cfg["IMAGE_SIZE"], cfg["COLOR_JITTER"], cfg["CENTER_CROP"], cfg["PATCH_SCALE"],
-                      cfg["GRAYSCALE_P"], cfg["MEAN"], cfg["STD"])
+    images = load_images(cfg, run_dir)  # (N, S, S, 3) uint8; each worker moves it to its device once
+    setup = {"images": images, "cfg": cfg}
 
     # ---- resume: trials.jsonl is the source of truth, the TPE history is rebuilt from it ------------------
-    trials_file = run_dir / "trials.jsonl"
-    records = read_jsonl(trials_file)
-    history = TrialHistory(search_space())
-    for r in records:
-        history.add(r["trial"], r["sample"], r["loss"] if r["status"] == "ok" else None)
-    suggest = make_suggest(cfg["ALGO"], cfg["TPE_STARTUP"])
-    n_ok = sum(r["status"] == "ok" for r in records)
-    n_fail = len(records) - n_ok
-    if records:
-        print(f"resumed: {n_ok} finished and {n_fail} failed trials kept from {trials_file}")
-    print(f"device {device} | {len(images)} images | {cfg['ALGO']} | {cfg['N_TRIALS']} trials x {cfg['EPOCHS']} epochs")
+    loop = SearchLoop(run_dir, search_space(cfg["SPACE"]), make_suggest(cfg["ALGO"], cfg["TPE_STARTUP"]), cfg,
+                      budget=lambda sample: budget_check(sample, cfg))
+    if loop.records or loop.pending:
+        print(f"resumed: {loop.count('ok')} finished and {loop.count('fail')} failed trials kept, "
+              f"{len(loop.pending)} unfinished to rerun ({run_dir / 'trials.jsonl'})")
+    print(f"device {rt} | {len(images)} images | {cfg['ALGO']} over the {cfg['SPACE']} space, score {cfg['SCORE']} | "
+          f"{cfg['N_TRIALS']} trials" + (f" x {cfg['EPOCHS']} epochs x {cfg['REPEATS']} seed(s)" if cfg["SCORE"] == "nce" else "")
+          + (f" | {cfg['WORKERS']} at a time ({cfg['EXECUTOR']})" if cfg["WORKERS"] > 1 or cfg["EXECUTOR"] != "local" else ""))
 
     # ---- search loop -------------------------------------------------------------------------------------
-    best = min((r["loss"] for r in records if r["status"] == "ok"), default=math.inf)
-    seconds = [r["seconds"] for r in records if r["status"] == "ok"]
-    while n_ok < cfg["N_TRIALS"]:
-        if n_fail >= cfg["MAX_FAILURES"]:
-            last = records[-1].get("reason", "?")
-            raise SearchStopped(f"stopped after {n_fail} failed trials (last: {last}); see {trials_file}")
-        trial = len(records) + 1
-        sample = history.suggest(suggest, trial, seed=int(np.random.default_rng([cfg["SEED"], trial, 1]).integers(2**31 - 1)))
-        record = evaluate(sample, trial, images, views, cfg, rt)
-        append_jsonl(trials_file, record)  # persisted before the next trial starts
-        records.append(record)
-        history.add(trial, sample, record["loss"])
-        if record["status"] == "ok":
-            n_ok += 1
-            best = min(best, record["loss"])
-            seconds.append(record["seconds"])
-            eta = (cfg["N_TRIALS"] - n_ok) * sum(seconds) / len(seconds)
-            print(f"trial {n_ok}/{cfg['N_TRIALS']} | loss {record['loss']:.4f} | best {best:.4f} | "
-                  f"{record['seconds']:.0f} s | ETA {eta / 60:.1f} min")
-        else:
-            n_fail += 1
-            print(f"trial {trial} failed ({n_fail}/{cfg['MAX_FAILURES']} allowed): {record['reason']}")
-        write_results(run_dir, records)
+    if cfg["WORKERS"] == 1 and cfg["EXECUTOR"] == "local":
+        ctx = worker_setup(setup, cfg["DEVICE"], 0)
+        executor = InlineExecutor(lambda task: evaluate_trial(task, ctx), rt.device)
+    else:
+        executor = make_executor(cfg["EXECUTOR"], workers=cfg["WORKERS"], worker_setup=worker_setup,
+                                 worker_fn=worker_run, setup_args=setup, device=cfg["DEVICE"], threads=cfg["THREADS"],
+                                 ray_address=cfg["RAY_ADDRESS"], trials_per_gpu=cfg["TRIALS_PER_GPU"])
+
+    def on_record(record):
+        print(progress_line(record, loop, executor.capacity), flush=True)
+        write_results(run_dir, loop.records)
+
+    loop.run(executor, lambda trial, sample: {"trial": trial, "sample": sample}, on_record)
 
     # ---- save --------------------------------------------------------------------------------------------
-    best_record, literal = write_results(run_dir, records, final=True)
-    mark_finished(run_dir, {"ok_trials": n_ok, "failed_trials": n_fail, "best_loss": best_record["loss"]})
-    print(f"best: trial {best_record['trial']} with loss {best_record['loss']:.4f}; paste into common/genotypes.py:\n{literal}")
+    best, literal = write_results(run_dir, loop.records, final=True)
+    mark_finished(run_dir, {"ok_trials": loop.count("ok"), "failed_trials": loop.count("fail"),
+                            "over_budget": loop.count("over_budget"), "best_loss": best["loss"]})
+    print(f"best: trial {best['trial']} with loss {best['loss']:.4f}; paste into common/genotypes.py:\n{literal}")
     print(f"run folder: {run_dir}\nnext: cd ../eval && python train_isic.py   (trains the newest search's best genotype)")
     return run_dir
 

@@ -84,7 +84,7 @@ def test_auto_preset_is_demo_without_data_and_overrides_win():
     assert cfg["PRESET"] == "demo"
     assert cfg["EPOCHS"] == 2 and cfg["N_TRIALS"] == 3 and cfg["BATCH_SIZE"] == 256  # override > preset > block
     assert changed == ["EPOCHS"]
-    assert ns["EPOCHS"] == 2 and ns["N_TRIALS"] == 3  # the script's globals now hold the resolved values
+    assert ns["EPOCHS"] == 10 and ns["N_TRIALS"] == 120  # the script's constants are left as they are
     assert "(preset)" in format_config(cfg, changed).splitlines()[1]  # the EPOCHS line
 
 

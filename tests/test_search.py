@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,8 @@ import pytest
 from PIL import Image
 
 from common import genotypes as G
+from common import search_trial
+from common import trial as trial_module
 from common.config import ConfigError
 from common.images import cache_path_for
 from common.networks import SearchNetwork
@@ -23,7 +26,7 @@ from conftest import ROOT, load_script
 
 # a network small enough for a 2-core CPU: 3 cells (normal, reduce, reduce), C=4 (FactorizedReduce sees 8, 16)
 TINY = ["--EPOCHS=1", "--INIT_CHANNELS=4", "--LAYERS=3", "--BATCH_SIZE=8", "--IMAGE_SIZE=16", "--SEED=3",
-        "--DECODE_WORKERS=1", "--DEVICE=cpu"]
+        "--DECODE_WORKERS=1", "--DEVICE=cpu", "--BUDGET_NETWORK=(8,3,32,4)"]
 
 
 def _write_images(folder, n=24, seed=0):
@@ -41,13 +44,11 @@ def images(tmp_path_factory):
     return _write_images(tmp_path_factory.mktemp("data") / "images")
 
 
-def _search(out_dir, data_dir, *args, cache=None, patch=None):
-    """Run search.py's main() in-process from a fresh import (main() writes the resolved config into globals)."""
+def _search(out_dir, data_dir, *args, cache=None):
+    """Run search.py's main() in-process from a fresh import of the script."""
     module = load_script("search/search.py")
     cache = cache or Path(out_dir).parent / f"{Path(out_dir).name}-cache.npz"
-    module.cache_path_for = lambda folder, size: cache  # keep the image cache out of the repository
-    if patch:
-        patch(module)
+    module.cache_path_for = lambda folder, size, subset=None: cache  # keep the image cache out of the repository
     run_dir = module.main([f"--DATA_DIR={data_dir}", f"--OUT_DIR={out_dir}", *TINY, *args])
     return module, Path(run_dir)
 
@@ -147,30 +148,26 @@ def test_random_search_over_a_folder_with_bad_files(tmp_path, capsys):
     assert [t["status"] for t in _trials(run)] == ["ok", "ok"] and (run / "finished.json").exists()
 
 
-def _nan_in_trial(bad_trials):
-    """A patch for the loaded script: the candidates of calls `bad_trials` (1-based) output NaN features."""
+def _nan_in_trial(monkeypatch, bad_trials):
+    """Trials' training runs number `bad_trials` (1-based) get a network whose features are NaN."""
+    real, calls = search_trial.run_trial, []
 
-    def patch(module):
-        real, calls = module.run_trial, []
+    def run_trial(genotype, *args, **kwargs):
+        calls.append(1)
+        if len(calls) not in bad_trials:
+            return real(genotype, *args, **kwargs)
+        with monkeypatch.context() as m:
+            features = SearchNetwork.features
+            m.setattr(SearchNetwork, "features", lambda self, x: features(self, x) * float("nan"))
+            return real(genotype, *args, **kwargs)
 
-        def run_trial(genotype, *args, **kwargs):
-            calls.append(1)
-            if len(calls) not in bad_trials:
-                return real(genotype, *args, **kwargs)
-            forward = SearchNetwork.forward
-            SearchNetwork.forward = lambda self, *a: tuple(t * float("nan") for t in forward(self, *a))
-            try:
-                return real(genotype, *args, **kwargs)
-            finally:
-                SearchNetwork.forward = forward
-
-        module.run_trial = run_trial
-
-    return patch
+    monkeypatch.setattr(search_trial, "run_trial", run_trial)
+    return calls
 
 
-def test_a_nan_candidate_is_recorded_as_failed_and_the_search_goes_on(images, tmp_path):
-    _, run = _search(tmp_path / "run", images, "--N_TRIALS=2", patch=_nan_in_trial({1}))
+def test_a_nan_candidate_is_recorded_as_failed_and_the_search_goes_on(images, tmp_path, monkeypatch):
+    _nan_in_trial(monkeypatch, {1})
+    _, run = _search(tmp_path / "run", images, "--N_TRIALS=2")
     trials = _trials(run)
     assert [t["status"] for t in trials] == ["fail", "ok", "ok"]
     assert trials[0]["loss"] is None and "NonFiniteLoss" in trials[0]["reason"] and "nan" in trials[0]["reason"]
@@ -180,16 +177,44 @@ def test_a_nan_candidate_is_recorded_as_failed_and_the_search_goes_on(images, tm
     assert json.loads((run / "best_genotype.json").read_text())["trial"] in (2, 3)
 
 
-def test_too_many_failures_stop_the_search(images, tmp_path):
-    def always_fail(module):
-        def run_trial(*args, **kwargs):
-            raise RuntimeError("CUDA out of memory (simulated)")
+def test_a_failed_candidate_is_freed_before_the_next_trial(images, tmp_path, monkeypatch):
+    """After a failure the trainer (model, bank, optimizer) is gone when memory is released, not still held by the
+    exception's traceback: on a GPU that would turn one out-of-memory trial into a cascade."""
+    trainers, checks = [], []
+    init = trial_module.CandidateTrainer.__init__
 
-        module.run_trial = run_trial
+    def tracked_init(self, *args, **kwargs):
+        trainers.append(weakref.ref(self))
+        init(self, *args, **kwargs)
 
+    release = search_trial.release_memory
+
+    def checked_release(device):
+        release(device)
+        checks.append([ref() is None for ref in trainers])
+
+    monkeypatch.setattr(trial_module.CandidateTrainer, "__init__", tracked_init)
+    monkeypatch.setattr(search_trial, "release_memory", checked_release)
+    calls = _nan_in_trial(monkeypatch, {1})
+    real = search_trial.run_trial
+
+    def next_trial(*args, **kwargs):  # when trial 2 starts, trial 1's trainer must be gone
+        if len(calls) == 1:
+            checks.append([ref() is None for ref in trainers])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(search_trial, "run_trial", next_trial)
+    _search(tmp_path / "run", images, "--N_TRIALS=1")
+    assert checks == [[True], [True]]
+
+
+def test_too_many_failures_stop_the_search(images, tmp_path, monkeypatch):
+    def run_trial(*args, **kwargs):
+        raise RuntimeError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(search_trial, "run_trial", run_trial)
     module = load_script("search/search.py")
-    module.cache_path_for = lambda folder, size: tmp_path / "cache.npz"
-    always_fail(module)
+    module.cache_path_for = lambda folder, size, subset=None: tmp_path / "cache.npz"
     with pytest.raises(module.SearchStopped, match="2 failed trials.*out of memory"):
         module.main([f"--DATA_DIR={images}", f"--OUT_DIR={tmp_path / 'run'}", *TINY, "--N_TRIALS=2",
                      "--MAX_FAILURES=2"])
@@ -240,8 +265,8 @@ def cli_errors(images, tmp_path_factory):
     cases = {
         "missing": (_cli(f"--DATA_DIR={missing}", f"--OUT_DIR={tmp / 'r1'}"), [str(missing), "not a folder"]),
         "empty": (_cli(f"--DATA_DIR={empty}", f"--OUT_DIR={tmp / 'r2'}"), [str(empty), "no images"]),
-        "too many failures": (  # TAU=0 makes every loss NaN
-            _cli(f"--DATA_DIR={data}", f"--OUT_DIR={tmp / 'r3'}", "--TAU=0.0", "--MAX_FAILURES=1", "--N_TRIALS=2"),
+        "too many failures": (  # so large a learning rate makes every loss NaN
+            _cli(f"--DATA_DIR={data}", f"--OUT_DIR={tmp / 'r3'}", "--LR=1e30", "--MAX_FAILURES=1", "--N_TRIALS=2"),
             ["stopped after 1 failed trials", "NonFiniteLoss"]),
     }
     procs = {name: subprocess.Popen(cmd, cwd=ROOT / "search", env=_env(), stdout=subprocess.PIPE,
@@ -266,7 +291,7 @@ def test_user_errors_exit_with_one_line(cli_errors):
 
 @pytest.mark.parametrize("arg,words", [("--FOO=1", ["--FOO", "unknown"]), ("--EPOCHS=abc", ["--EPOCHS=abc", "int"]),
                                        ("--EPOCH=3", ["did you mean EPOCHS?"]), ("EPOCHS=3", ["--NAME=value"]),
-                                       ("--N_TRIALS=0", ["N_TRIALS", "at least 1"]), ("--ALGO=grid", ["ALGO", "grid"])])
+                                       ("--N_TRIALS=0", ["N_TRIALS", ">= 1"]), ("--ALGO=grid", ["ALGO", "grid"])])
 def test_bad_arguments_exit_with_one_line(arg, words, monkeypatch, capsys):
     line = _error_line(_run_main_block(monkeypatch, capsys, ["search.py", arg]))
     assert all(w in line for w in words), line
@@ -322,3 +347,92 @@ def test_killed_search_resumes_where_it_stopped(images, tmp_path, repo_cache_cle
     again = _run_main_block(monkeypatch, capsys, cmd[1:])  # the same command once more
     assert "finished run" in _error_line(again) and str(out) in _error_line(again)
     assert len(_trials(out)) == 4
+
+
+# ---- issue 8: the score measures what the method measures ------------------------------------------------------
+
+
+def test_every_candidate_trains_with_the_same_seed(images, tmp_path, monkeypatch):
+    """Common random numbers: views, negatives and batch order depend on the seed only, so every trial gets SEED."""
+    seeds, real = [], search_trial.run_trial
+
+    def spy(genotype, *args, seed, **kwargs):
+        seeds.append(seed)
+        return real(genotype, *args, seed=seed, **kwargs)
+
+    monkeypatch.setattr(search_trial, "run_trial", spy)
+    _search(tmp_path / "run", images, "--N_TRIALS=2", "--ALGO=random")
+    assert seeds == [3, 3]  # TINY sets --SEED=3
+
+
+def test_repeats_record_each_loss_their_mean_and_std(images, tmp_path):
+    _, run = _search(tmp_path / "run", images, "--N_TRIALS=1", "--REPEATS=2")
+    (t,) = _trials(run)
+    assert len(t["repeat_losses"]) == 2 and t["repeat_seeds"][0] == 3 and len(set(t["repeat_seeds"])) == 2
+    assert t["loss"] == pytest.approx(np.mean(t["repeat_losses"]))
+    assert t["loss_std"] == pytest.approx(np.std(t["repeat_losses"], ddof=1))
+    assert len(t["epoch_losses"]) == 2  # one list per repeat
+
+
+def test_explicit_space_runs_a_full_search(images, tmp_path):
+    _, run = _search(tmp_path / "run", images, "--N_TRIALS=2", "--SPACE=explicit")
+    trials = _trials(run)
+    assert [t["status"] for t in trials] == ["ok", "ok"] and (run / "finished.json").exists()
+    for t in trials:
+        assert G.sample_to_genotype(t["sample"], space="explicit") == G.from_dict(t["genotype"])
+        assert set(t["sample"]) == set(G.sample_labels(space="explicit"))
+
+
+@pytest.mark.parametrize("arg,words", [("--COLOR_JITTER=(0.2,0.2)", ["COLOR_JITTER", "4 numbers"]),
+                                       ("--PATCH_SCALE=(0.5,0.1)", ["PATCH_SCALE", "low to high"]),
+                                       ("--MEAN=(0.5,0.5)", ["MEAN", "3 numbers"]),
+                                       ("--TAU=-1.0", ["TAU", "> 0"]),
+                                       ("--SPACE=grid", ["SPACE", "paper"]),
+                                       ("--REPEATS=0", ["REPEATS", ">= 1"])])
+def test_a_mistyped_setting_stops_before_any_run_folder(images, tmp_path, arg, words):
+    with pytest.raises(ConfigError) as err:
+        _search(tmp_path / "run", images, "--N_TRIALS=1", arg)
+    assert all(w in str(err.value) for w in words) and "\n" not in str(err.value)
+    assert not (tmp_path / "run").exists()  # the corrected command can use the same OUT_DIR
+
+
+def test_a_resumed_run_refuses_another_runtime(images, tmp_path):
+    _search(tmp_path / "run", images, "--N_TRIALS=1", "--MAX_FAILURES=1")
+    (tmp_path / "run" / "finished.json").unlink()  # pretend it was interrupted
+    runtime_file = tmp_path / "run" / "runtime.json"
+    saved = json.loads(runtime_file.read_text())
+    assert saved == {"device_type": "cpu", "autocast": "off", "channels_last": True}
+    runtime_file.write_text(json.dumps({**saved, "device_type": "cuda", "autocast": "bfloat16"}))
+    with pytest.raises(ConfigError, match="ALLOW_RUNTIME_CHANGE"):
+        _search(tmp_path / "run", images, "--N_TRIALS=1", "--MAX_FAILURES=1")
+    _search(tmp_path / "run", images, "--N_TRIALS=1", "--MAX_FAILURES=1", "--ALLOW_RUNTIME_CHANGE=True")
+
+
+def test_an_image_subset_has_a_cache_file_of_its_own(tmp_path):
+    paths = [tmp_path / f"{i}.png" for i in range(4)]
+    whole, part = cache_path_for(tmp_path, 32), cache_path_for(tmp_path, 32, paths[:2])
+    assert whole != part and part == cache_path_for(tmp_path, 32, paths[1::-1])  # order does not matter
+    assert part != cache_path_for(tmp_path, 32, paths[2:])
+
+
+# ---- issue 11: a size budget -------------------------------------------------------------------------------------
+
+
+def test_a_budget_skips_large_proposals_and_the_best_fits(images, tmp_path):
+    limit = 25_000  # parameters of the (8, 3, 32, 4) budget network: sampled cells range about 22k to 38k
+    _, run = _search(tmp_path / "run", images, "--N_TRIALS=2", "--ALGO=random", f"--MAX_PARAMS={limit}")
+    trials = _trials(run)
+    over = [t for t in trials if t["status"] == "over_budget"]
+    ok = [t for t in trials if t["status"] == "ok"]
+    assert len(ok) == 2 and over, [t["params"] for t in trials]
+    assert all(t["params"] > limit and "MAX_PARAMS" in t["reason"] and t["loss"] is None for t in over)
+    assert all(t["params"] <= limit and t["macs"] > 0 for t in ok)
+    assert json.loads((run / "best_genotype.json").read_text())["params"] <= limit
+    assert json.loads((run / "finished.json").read_text())["over_budget"] == len(over)
+    assert len({t["trial"] for t in trials}) == len(trials)
+
+
+def test_a_budget_nothing_fits_stops_with_the_smallest_size(images, tmp_path):
+    with pytest.raises(Exception, match=r"3 proposals in a row were over budget; the smallest had 0\.\d\dM"):
+        _search(tmp_path / "run", images, "--N_TRIALS=2", "--MAX_PARAMS=1000", "--MAX_OVER_BUDGET=3")
+    assert [t["status"] for t in _trials(tmp_path / "run")] == ["over_budget"] * 3

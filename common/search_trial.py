@@ -1,0 +1,159 @@
+"""One search trial, from a TPE sample to its trials.jsonl record: the candidate's score, failures recorded, memory freed.
+
+Scores (SCORE): 'nce' trains the candidate contrastively (the paper's method) once per repeat seed and scores the
+mean last-epoch loss; 'naswot' and 'synflow' are training-free (common/zero_cost.py). TPE always minimises the
+record's `loss`: for a score where higher is better, loss = -score.
+"""
+import gc
+import time
+import traceback
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from common import genotypes as G
+from common.device import Runtime, runtime
+from common.model_card import count_macs, count_params
+from common.networks import EvalNetwork
+from common.trial import NonFiniteLoss, run_trial
+from common.views import ViewMaker
+
+SCORES = ("nce", "naswot", "synflow")
+
+
+@dataclass
+class TrialContext:
+    """What every trial of one search shares: the images (moved to the device once), the views, settings, runtime."""
+
+    images: torch.Tensor  # (N, S, S, 3) uint8 on rt.device
+    views: ViewMaker
+    cfg: dict
+    rt: Runtime
+
+
+def make_views(cfg):
+    """The search's ViewMaker from its settings."""
+    return ViewMaker(cfg["IMAGE_SIZE"], cfg["COLOR_JITTER"], cfg["CENTER_CROP"], cfg["PATCH_SCALE"],
+                     cfg["GRAYSCALE_P"], cfg["MEAN"], cfg["STD"])
+
+
+def worker_setup(setup, device, threads):
+    """Once per worker process (common/executors.py): this worker's runtime, the images moved to its device, views.
+
+    setup: {'images': uint8 array (N, S, S, 3), 'cfg': the search's settings}; threads 0 = torch's default.
+    """
+    if threads:
+        torch.set_num_threads(threads)
+    cfg = setup["cfg"]
+    rt = runtime(device, cfg["AMP"], cfg["CHANNELS_LAST"])
+    if rt.device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    return TrialContext(torch.as_tensor(np.asarray(setup["images"])).to(rt.device), make_views(cfg), cfg, rt)
+
+
+def worker_run(task, ctx):
+    """One trial in a worker process: no progress bars (several workers share one terminal)."""
+    return evaluate_trial(task, ctx, progress=False)
+
+
+def candidate_size(genotype, network):
+    """(parameters, MACs per image) of the eval network `genotype` becomes; network = (C, cells, image px, classes).
+
+    The auxiliary head is left out (it only trains); MACs = FLOPs / 2 from torch.utils.flop_counter.
+    """
+    c, layers, px, classes = network
+    model = EvalNetwork(genotype, int(classes), C=int(c), layers=int(layers), auxiliary=False)
+    return count_params(model), count_macs(model, int(px))
+
+
+def budget_check(sample, cfg):
+    """({'genotype', 'params', 'macs'}, None when within MAX_PARAMS / MAX_MACS, else why not) for a proposed sample."""
+    genotype = G.sample_to_genotype(sample, space=cfg["SPACE"])
+    params, macs = candidate_size(genotype, cfg["BUDGET_NETWORK"])
+    over = []
+    if cfg["MAX_PARAMS"] is not None and params > cfg["MAX_PARAMS"]:
+        over.append(f"{params / 1e6:.2f}M parameters > MAX_PARAMS {cfg['MAX_PARAMS'] / 1e6:.2f}M")
+    if cfg["MAX_MACS"] is not None and macs > cfg["MAX_MACS"]:
+        over.append(f"{macs / 1e6:.0f}M MACs > MAX_MACS {cfg['MAX_MACS'] / 1e6:.0f}M")
+    return {"genotype": G.to_dict(genotype), "params": params, "macs": macs}, "; ".join(over) or None
+
+
+def repeat_seeds(seed, repeats):
+    """Training seeds of every candidate (the same for all: common random numbers, so two candidates see the same
+    views, negatives and batch order). Repeat 0 uses SEED itself; repeat r > 0 a seed derived from (SEED, r)."""
+    return [int(seed)] + [int(np.random.default_rng([seed, r]).integers(2**31 - 1)) for r in range(1, repeats)]
+
+
+def trainer_settings(cfg, rt):
+    """CandidateTrainer keyword arguments from the search's settings."""
+    return dict(
+        init_channels=cfg["INIT_CHANNELS"], layers=cfg["LAYERS"], lr=cfg["LR"], momentum=cfg["MOMENTUM"],
+        weight_decay=cfg["WEIGHT_DECAY"], tau=cfg["TAU"], bank_momentum=cfg["BANK_MOMENTUM"],
+        patch_weight=cfg["PATCH_WEIGHT"], batch_size=cfg["BATCH_SIZE"], device=rt.device, amp=cfg["AMP"],
+        channels_last=rt.channels_last, negatives_per_image=cfg["NEGATIVES"],
+    )
+
+
+def nce_score(genotype, ctx, desc="trial", progress=True, **run_kwargs):
+    """Train the candidate once per repeat seed; its score is the mean of the repeats' last-epoch losses."""
+    cfg = ctx.cfg
+    seeds = repeat_seeds(cfg["SEED"], cfg["REPEATS"])
+    losses, epoch_losses, speed = [], [], []
+    for r, seed in enumerate(seeds):
+        label = desc if len(seeds) == 1 else f"{desc} r{r + 1}/{len(seeds)}"
+        bar = lambda total, label=label: tqdm(total=total, unit="img", leave=False, desc=label,  # noqa: E731
+                                              disable=None if progress else True)
+        result = run_trial(genotype, ctx.images, ctx.views, epochs=cfg["EPOCHS"], progress=bar, seed=seed,
+                           **trainer_settings(cfg, ctx.rt), **run_kwargs)
+        losses.append(result["loss"])
+        epoch_losses.append(result["epoch_losses"])
+        speed.append(result["images_per_s"])
+    out = {"loss": float(np.mean(losses)), "epoch_losses": epoch_losses[0] if len(seeds) == 1 else epoch_losses,
+           "images_per_s": round(float(np.mean(speed)), 1)}
+    if len(seeds) > 1:
+        out.update(loss_std=float(np.std(losses, ddof=1)), repeat_losses=losses, repeat_seeds=seeds)
+    return out
+
+
+def training_free_score(name, genotype, ctx):
+    """naswot / synflow of the candidate at initialisation (seeded with SEED); loss = -score (higher is better)."""
+    from common.zero_cost import score_candidate  # training-free scores only load when asked for
+
+    cfg = ctx.cfg
+    value = score_candidate(name, genotype, ctx.images, ctx.views, init_channels=cfg["INIT_CHANNELS"],
+                            layers=cfg["LAYERS"], batch_size=cfg["BATCH_SIZE"], seed=cfg["SEED"], rt=ctx.rt)
+    if not np.isfinite(value):
+        raise NonFiniteLoss(f"{name} score is {value}")
+    return {name: float(value), "loss": -float(value)}
+
+
+def release_memory(device):
+    """Give a failed candidate's memory back before the next one (on a GPU, else out-of-memory cascades)."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def evaluate_trial(task, ctx, progress=True, **run_kwargs):
+    """task {'trial': n, 'sample': {label: choice index}} -> the trials.jsonl record (status 'ok' or 'fail')."""
+    cfg = ctx.cfg
+    genotype = G.sample_to_genotype(task["sample"], space=cfg["SPACE"])
+    record = {"trial": task["trial"], "score": cfg["SCORE"], "genotype": G.to_dict(genotype), "sample": task["sample"]}
+    start, failure = time.perf_counter(), None
+    try:
+        if cfg["SCORE"] == "nce":
+            scored = nce_score(genotype, ctx, f"trial {task['trial']}", progress, **run_kwargs)
+        else:
+            scored = training_free_score(cfg["SCORE"], genotype, ctx)
+        record.update(status="ok", **scored)
+    except (NonFiniteLoss, RuntimeError, ValueError) as exc:  # NaN, out of memory, a shape error: record, go on
+        failure = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:300]}"
+        if cfg["DEBUG"]:
+            traceback.print_exc()
+    if failure is not None:  # outside the except block, whose traceback would keep the trainer, model and bank alive
+        record.update(status="fail", loss=None, reason=failure)
+        release_memory(ctx.rt.device)
+    record["seconds"] = round(time.perf_counter() - start, 2)
+    return record

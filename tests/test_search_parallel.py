@@ -1,0 +1,124 @@
+"""search.py with several trials in flight: local worker processes and Ray, a killed driver, a killed worker."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from common.images import cache_path_for
+from conftest import ROOT
+from test_search import TINY, _trials, _write_images
+
+
+def _env():
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def _cmd(data, out, *args):
+    return [sys.executable, "search.py", *TINY, f"--DATA_DIR={data}", f"--OUT_DIR={out}", "--N_TRIALS=4", *args]
+
+
+@pytest.fixture
+def data(tmp_path):
+    folder = _write_images(tmp_path / "images")
+    yield folder
+    cache_path_for(folder, 16).unlink(missing_ok=True)  # the subprocesses cache under REPO_ROOT/data/cache
+
+
+def _run(cmd, timeout=300):
+    proc = subprocess.run(cmd, cwd=ROOT / "search", env=_env(), capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def _wait_for(check, proc, what, timeout=180):
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert proc.poll() is None, f"the search ended before {what}"
+        assert time.monotonic() < deadline, f"no {what} within {timeout} s"
+        time.sleep(0.02)
+
+
+def _lines(path):
+    return path.read_bytes().split(b"\n")[:-1] if path.exists() else []
+
+
+def _pending(run):
+    try:
+        return json.loads((run / "pending.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _check_finished_run(run, n=4):
+    trials = _trials(run)
+    ok = [t for t in trials if t["status"] == "ok"]
+    assert len(ok) == n and len({t["trial"] for t in trials}) == len(trials)  # no trial number twice
+    for name in ("config.json", "best_genotype.json", "search_curve.png", "normal_cell.gv", "finished.json"):
+        assert (run / name).exists(), name
+    assert not (run / "pending.json").exists()
+    return trials
+
+
+def test_two_local_workers_run_four_trials(data, tmp_path):
+    run = tmp_path / "run"
+    out = _run(_cmd(data, run, "--WORKERS=2")).stdout
+    trials = _check_finished_run(run)
+    assert "2 at a time (local)" in out
+    assert {t["worker"]["device"] for t in trials} == {"cpu"}
+    assert len({t["worker"]["pid"] for t in trials}) == 2  # two processes shared the trials
+    assert all(t["worker"]["node"] and t["worker"]["attempts"] == 1 for t in trials)
+
+
+def test_ray_executor_runs_four_trials(data, tmp_path):
+    pytest.importorskip("ray")
+    run = tmp_path / "run"
+    _run(_cmd(data, run, "--WORKERS=2", "--EXECUTOR=ray"), timeout=600)
+    trials = _check_finished_run(run)
+    assert all(t["worker"]["pid"] != os.getpid() for t in trials)
+
+
+def test_killed_driver_resumes_and_reruns_only_the_unfinished(data, tmp_path):
+    run = tmp_path / "run"
+    cmd = _cmd(data, run, "--WORKERS=2", "--EPOCHS=2")
+    proc = subprocess.Popen(cmd, cwd=ROOT / "search", env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:  # kill -9 once one trial is recorded and two more are in flight
+        _wait_for(lambda: len(_lines(run / "trials.jsonl")) >= 1 and len(_pending(run)) == 2, proc, "2 trials in flight")
+        before, in_flight = _lines(run / "trials.jsonl"), _pending(run)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL and not (run / "finished.json").exists()
+
+    _run(cmd)  # the same command again
+    trials = _check_finished_run(run)
+    assert _lines(run / "trials.jsonl")[: len(before)] == before  # finished trials kept as they were
+    rerun = {str(t["trial"]): t["sample"] for t in trials if str(t["trial"]) in in_flight}
+    assert rerun == in_flight  # the trials in flight were rerun with their own numbers and samples
+
+
+def _workers_of(pid):
+    """The spawn worker processes whose parent is `pid` (not multiprocessing's resource tracker)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [int(c) for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+
+
+def test_a_killed_worker_has_its_trial_rerun(data, tmp_path):
+    run = tmp_path / "run"
+    proc = subprocess.Popen(_cmd(data, run, "--WORKERS=2", "--EPOCHS=3"), cwd=ROOT / "search", env=_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:  # once a trial is done, both workers are busy with the next ones: kill one of them
+        _wait_for(lambda: len(_lines(run / "trials.jsonl")) >= 1 and len(_pending(run)) == 2, proc, "a busy worker")
+        os.kill(_workers_of(proc.pid)[0], signal.SIGKILL)
+        out, _ = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, out[-3000:]
+    assert "died during trial" in out and "resubmitting" in out
+    trials = _check_finished_run(run)
+    assert [t["worker"]["attempts"] for t in trials].count(2) == 1 and {t["status"] for t in trials} == {"ok"}
