@@ -1,7 +1,6 @@
 """Labeled datasets: detect the layout on disk, load records, make seeded splits, count classes."""
 import csv
 import io
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,12 +19,13 @@ LAYOUTS = ("isic2019", "ham10000", "imagefolder", "dermamnist")
 LAYOUT_HELP = (
     "isic2019 (a *GroundTruth*.csv with columns image,<class>,... and the *_Input image folder beside it), "
     "ham10000 (HAM10000_metadata.csv + HAM10000_images_part_1/2), "
-    "imagefolder (train/<class>/* and test/<class>/* or val/<class>/*), "
-    "dermamnist (a MedMNIST .npz with train_/val_ images and labels)"
+    "imagefolder (train/<class>/* with val/<class>/* and/or test/<class>/*), "
+    "dermamnist (a MedMNIST .npz with train_/val_(/test_) images and labels)"
 )
 HAM_ORDER = ("nv", "mel", "bkl", "bcc", "akiec", "vasc", "df")  # HAM10000's own class order
 DERMAMNIST_CLASSES = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")  # MedMNIST's label order 0..6
-NPZ_KEYS = ("train_images", "train_labels", "val_images", "val_labels")  # test_* is left for final testing
+NPZ_KEYS = ("train_images", "train_labels", "val_images", "val_labels")  # required; test_* is used when present
+SPLITS = ("train", "val", "test")  # val chooses the epoch; test is scored once, by the chosen model
 
 
 @dataclass(frozen=True)
@@ -42,10 +42,12 @@ class LabeledData:
     layout: str
     classes: list[str]
     train: list[Record]
-    val: list[Record]
+    val: list[Record]  # model selection (the best epoch)
+    test: list[Record]  # held out: scored once, by the selected model
     root: Path
-    arrays: dict | None = None  # npz: {"train": uint8 (N, H, W, 3), "val": ...}
+    arrays: dict | None = None  # npz: {"train": uint8 (N, H, W, 3), "val": ..., "test": ...}
     missing: list[str] = field(default_factory=list)  # ids of CSV rows whose image file is missing
+    carved: tuple[str, ...] = ()  # the splits made here by a seeded split (the others came with the dataset)
 
 
 # ------------------------------------------------------------------------------------------- detection
@@ -89,13 +91,12 @@ def _find_csv(root, kind):
 
 
 def _split_dirs(root):
-    """(train dir, validation dir) of an ImageFolder layout, or None. val/ wins over test/ when both exist,
-    so a held-out test/ stays untouched by model selection."""
-    train = root / "train"
-    held = next((root / n for n in ("val", "test") if (root / n).is_dir()), None)
-    if train.is_dir() and held is not None and any(d.is_dir() for d in _visible(train.iterdir())):
-        return train, held
-    return None
+    """{'train': dir, 'val': dir or None, 'test': dir or None} of an ImageFolder layout (train/ with class folders
+    and at least one of val/, test/), or None."""
+    dirs = {s: root / s if (root / s).is_dir() else None for s in SPLITS}
+    if dirs["train"] is None or (dirs["val"] is None and dirs["test"] is None):
+        return None
+    return dirs if any(d.is_dir() for d in _visible(dirs["train"].iterdir())) else None
 
 
 def _find_npz(path):
@@ -147,60 +148,75 @@ def detect_layout(data_dir) -> str:
 # ------------------------------------------------------------------------------------------- splitting
 
 
-def stratified_split(labels, val_fraction, seed):
-    """(train idx, val idx), each class split on its own with a seeded shuffle.
+def grouped_split(labels, groups, fractions, seed):
+    """[rest idx, part idx, ...]: held-out parts of `fractions` (one float or a sequence) of the images, stratified
+    by class, no group on two sides; deterministic by seed.
 
-    Per class of n images, round(n * val_fraction) go to validation, clamped so a class with >= 2 images
-    has at least one image on each side and a single image stays in training. (A hand-written rule rather
-    than sklearn's, which refuses classes of one image and small validation sets.)
+    groups: one id per image (a lesion), or None for every image its own group. A group is placed whole and
+    counts towards the most common label among its images. Per class, the class's groups are shuffled with
+    the seed and then taken largest first; each goes to the held-out part furthest below its target
+    (n_class * fraction) when that brings the part closer to its target, else to the rest. So each part holds
+    its fraction of every class to within half a group (round(n * fraction), halves up, for single images).
+    Small classes then get at least one group in the rest, and one in each part while the rest keeps one.
+    (Written here rather than taken from sklearn: StratifiedGroupKFold only offers 1/k fractions.)
     """
-    labels = np.asarray(labels)
+    fractions = np.atleast_1d(np.asarray(fractions, dtype=np.float64))
+    labels = np.asarray(labels, dtype=np.int64)
+    if groups is None:
+        gid = np.arange(len(labels))
+    else:
+        uniq, gid = np.unique(np.asarray(groups).astype(str), return_inverse=True)
+        if len(uniq) < 2:
+            raise DatasetError("cannot split: all images belong to one lesion group; add images of other lesions")
+    n_groups, n_labels = int(gid.max(initial=-1)) + 1, int(labels.max(initial=-1)) + 1
+    size = np.bincount(gid, minlength=n_groups)
+    per_label = np.bincount(gid * n_labels + labels, minlength=n_groups * n_labels).reshape(n_groups, n_labels)
+    group_label = per_label.argmax(1)  # (G,) ties: the lower label
+    side = np.zeros(n_groups, np.int64)  # 0 = rest, p = held-out part p (1-based)
     rng = np.random.default_rng(seed)
-    val = []
-    for c in np.unique(labels):
-        idx = np.flatnonzero(labels == c)
-        rng.shuffle(idx)
-        n = len(idx)
-        k = min(max(int(round(n * val_fraction)), 1 if n >= 2 else 0), n - 1)
-        val.extend(idx[:k].tolist())
-    is_val = np.zeros(len(labels), bool)
-    is_val[val] = True
-    return np.flatnonzero(~is_val), np.flatnonzero(is_val)
+    for c in np.unique(group_label):
+        gs = np.flatnonzero(group_label == c)
+        gs = gs[rng.permutation(len(gs))]
+        gs = gs[np.argsort(-size[gs], kind="stable")]  # largest first, shuffled among equal sizes
+        target, count = size[gs].sum() * fractions, np.zeros(len(fractions))
+        for g in gs:
+            p = int(np.argmax(target - count))
+            if count[p] + size[g] / 2 <= target[p]:
+                side[g], count[p] = p + 1, count[p] + size[g]
+        _cover_small_class(side, gs, size, len(fractions))
+    for c in range(n_labels):  # a group of mixed labels may still leave a class without training images
+        img_side = side[gid]
+        if not ((img_side == 0) & (labels == c)).any():
+            side[np.unique(gid[labels == c])] = 0
+    img_side = side[gid]
+    return [np.flatnonzero(img_side == p) for p in range(len(fractions) + 1)]
 
 
-def grouped_split(labels, groups, val_fraction, seed):
-    """(train idx, val idx) with no group on both sides, stratified where the groups allow.
+def _cover_small_class(side, gs, size, n_parts):
+    """For one class's groups gs: one group in the rest, then one in each part while the rest keeps one."""
+    def smallest(on):
+        members = gs[side[gs] == on]
+        return members[np.argmin(size[members])]
 
-    sklearn's StratifiedGroupKFold with round(1 / val_fraction) folds (seeded shuffle); the first fold is the
-    validation split. Afterwards a class left with no training image gets its groups moved back to training.
-    """
-    from sklearn.model_selection import StratifiedGroupKFold
-
-    labels, groups = np.asarray(labels), np.asarray(groups)
-    n_groups = len(np.unique(groups))
-    if n_groups < 2:
-        raise DatasetError("cannot split: all images belong to one lesion group; add images of other lesions")
-    n_splits = min(max(2, int(round(1 / val_fraction))), n_groups)
-    sgkf = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-    with warnings.catch_warnings():  # "least populated class has only k members": expected for rare classes
-        warnings.simplefilter("ignore", UserWarning)
-        _, val = next(sgkf.split(np.zeros(len(labels)), labels, groups))
-    is_val = np.zeros(len(labels), bool)
-    is_val[val] = True
-    for c in np.unique(labels):
-        if not (~is_val & (labels == c)).any():
-            is_val[np.isin(groups, groups[is_val & (labels == c)])] = False
-    return np.flatnonzero(~is_val), np.flatnonzero(is_val)
+    if not (side[gs] == 0).any():
+        side[smallest(max(range(1, n_parts + 1), key=lambda p: (side[gs] == p).sum()))] = 0
+    for p in range(1, n_parts + 1):
+        if not (side[gs] == p).any() and (side[gs] == 0).sum() >= 2:
+            side[smallest(0)] = p
 
 
-def _split_records(records, val_fraction, seed):
+def stratified_split(labels, fractions, seed):
+    """grouped_split with every image its own group."""
+    return grouped_split(labels, None, fractions, seed)
+
+
+def _split_records(records, fractions, seed):
+    """[rest, part, ...] record lists; grouped by lesion where any record has a group."""
     labels = [r.label for r in records]
+    groups = None
     if any(r.group is not None for r in records):
         groups = [r.group if r.group is not None else f"image:{r.image_id}" for r in records]
-        tr, va = grouped_split(labels, groups, val_fraction, seed)
-    else:
-        tr, va = stratified_split(labels, val_fraction, seed)
-    return [records[i] for i in tr], [records[i] for i in va]
+    return [[records[i] for i in idx] for idx in grouped_split(labels, groups, fractions, seed)]
 
 
 # ------------------------------------------------------------------------------------------- layouts
@@ -338,18 +354,20 @@ def _load_ham(root, csv_path, allow_missing):
 
 
 def _load_imagefolder(root):
+    """(classes, {split: records, or None for a split folder that is not there})."""
     dirs = _split_dirs(root)
     if dirs is None:
         raise DatasetError(f"{root} is not an ImageFolder layout; "
-                           "expected train/<class>/* and test/<class>/* (or val/<class>/*)")
-    train_dir, val_dir = dirs
+                           "expected train/<class>/* with val/<class>/* and/or test/<class>/*")
+    train_dir = dirs["train"]
     classes = sorted(d.name for d in _visible(train_dir.iterdir()) if d.is_dir())
-    extra = sorted(d.name for d in _visible(val_dir.iterdir()) if d.is_dir() and d.name not in classes)
-    if extra:
-        raise DatasetError(
-            f"{val_dir} has class folder(s) {', '.join(extra)} that {train_dir} lacks; add them to train/ "
-            "(an empty folder is not enough: the class needs training images) or remove them"
-        )
+    for held in (d for d in (dirs["val"], dirs["test"]) if d is not None):
+        extra = sorted(d.name for d in _visible(held.iterdir()) if d.is_dir() and d.name not in classes)
+        if extra:
+            raise DatasetError(
+                f"{held} has class folder(s) {', '.join(extra)} that {train_dir} lacks; add them to train/ "
+                "(an empty folder is not enough: the class needs training images) or remove them"
+            )
 
     def records(split_dir):
         out = []
@@ -358,7 +376,7 @@ def _load_imagefolder(root):
                 out.append(Record(p.relative_to(root).as_posix(), k, p))
         return out
 
-    return classes, records(train_dir), records(val_dir)
+    return classes, {s: records(d) if d is not None else None for s, d in dirs.items()}
 
 
 def _labels_1d(a, key, npz):
@@ -396,13 +414,14 @@ def _load_npz(path):
             if missing:
                 raise DatasetError(f"{npz} lacks key(s) {', '.join(missing)} (it has {', '.join(z.files)}); "
                                    f"expected MedMNIST's {', '.join(NPZ_KEYS)}")
-            arrays = {s: _images_rgb(z[f"{s}_images"], f"{s}_images", npz) for s in ("train", "val")}
-            labels = {s: _labels_1d(z[f"{s}_labels"], f"{s}_labels", npz) for s in ("train", "val")}
+            present = [s for s in SPLITS if f"{s}_images" in z.files and f"{s}_labels" in z.files]
+            arrays = {s: _images_rgb(z[f"{s}_images"], f"{s}_images", npz) for s in present}
+            labels = {s: _labels_1d(z[f"{s}_labels"], f"{s}_labels", npz) for s in present}
     except DatasetError:
         raise
     except (OSError, ValueError, EOFError) as exc:
         raise DatasetError(f"cannot read {npz} as a .npz file ({exc}); re-download it") from None
-    for s in ("train", "val"):
+    for s in arrays:
         if len(arrays[s]) != len(labels[s]):
             raise DatasetError(f"{npz}: {len(arrays[s])} {s}_images but {len(labels[s])} {s}_labels; re-download it")
     n_classes = int(max((labels[s].max() for s in labels if labels[s].size), default=-1)) + 1
@@ -411,39 +430,53 @@ def _load_npz(path):
     else:
         classes = [f"class_{k}" for k in range(n_classes)]
     recs = {s: [Record(f"{s}_{i}", int(y), None, index=i) for i, y in enumerate(labels[s])] for s in labels}
-    return npz, classes, recs["train"], recs["val"], arrays
+    return npz, classes, {s: recs.get(s) for s in SPLITS}, arrays
 
 
-def _check_classes(classes, train, val, where):
-    tr = class_counts(train, len(classes))
-    va = class_counts(val, len(classes))
-    if not train:
+def _check_classes(classes, splits, where):
+    """Every split has images and every class seen in val/test has training images."""
+    if not splits["train"]:
         raise DatasetError(f"no training images found in {where}; fix DATA_DIR")
-    if not val:
-        raise DatasetError(f"no validation images in {where} ({len(train)} training images): add images, "
-                           "or a validation folder/split")
-    for k, c in enumerate(classes):
-        if tr[k] == 0 and va[k] > 0:
-            raise DatasetError(
-                f"class {c!r} has no training images ({va[k]} in validation) in {where}; "
-                "add training images of it or remove it from the dataset"
-            )
+    fix = {"val": "raise VAL_FRACTION, add images, or a val/ folder", "test": "raise TEST_FRACTION or add images"}
+    tr = class_counts(splits["train"], len(classes))
+    for s in ("val", "test"):
+        if not splits[s]:
+            raise DatasetError(f"no {'validation' if s == 'val' else 'test'} images in {where} "
+                               f"({len(splits['train'])} training images): {fix[s]}")
+        held = class_counts(splits[s], len(classes))
+        for k, c in enumerate(classes):
+            if tr[k] == 0 and held[k] > 0:
+                raise DatasetError(
+                    f"class {c!r} has no training images ({held[k]} in {s}) in {where}; "
+                    "add training images of it or remove it from the dataset"
+                )
+
+
+def check_fractions(val_fraction, test_fraction):
+    """DatasetError unless both are numbers in (0, 1) that leave images for training."""
+    for name, f in (("VAL_FRACTION", val_fraction), ("TEST_FRACTION", test_fraction)):
+        if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0.0 < f < 1.0:
+            raise DatasetError(f"{name}={f!r} must lie strictly between 0 and 1, e.g. 0.2")
+    if val_fraction + test_fraction >= 1.0:
+        raise DatasetError(f"VAL_FRACTION + TEST_FRACTION = {val_fraction + test_fraction:g} leaves no training "
+                           "images; keep the sum below 1, e.g. 0.2 + 0.2")
 
 
 def load_labeled(data_dir, layout="auto", val_fraction=0.2, seed=0, allow_missing=False,
-                 csv_path=None) -> LabeledData:
-    """Load a labeled dataset: records with class indices, a train/validation split, class names in order.
+                 csv_path=None, test_fraction=0.2) -> LabeledData:
+    """Load a labeled dataset: records with class indices, train/val/test splits, class names in order.
 
     layout: 'auto' (detect_layout) or one of LAYOUTS. csv_path: the ground-truth / metadata CSV when it is not
-    found automatically. Layouts without a validation split (isic2019, ham10000) get a seeded, stratified
-    one of val_fraction (grouped by lesion_id where known); imagefolder and dermamnist keep their own.
-    DermaMNIST's test_* arrays are not loaded: they stay for a final test, never for model selection.
+    found automatically. The dataset's own splits are kept: ImageFolder's val/ and test/, DermaMNIST's val_* and
+    test_*. A split the dataset lacks is carved by a seeded split (grouped_split: stratified, grouped by lesion
+    where known, `seed`): isic2019 and ham10000 get val_fraction and test_fraction of all images in one split;
+    ImageFolder with train/ and test/ only gets val_fraction of train/ as validation (test/ stays the test),
+    with train/ and val/ only test_fraction of train/ as test; a .npz without test_* test_fraction of train.
     """
     path = _check_exists(data_dir)
     if layout not in ("auto",) + LAYOUTS:
         raise DatasetError(f"unknown layout {layout!r}; choose 'auto' or one of {', '.join(LAYOUTS)}")
-    if not 0.0 < float(val_fraction) < 1.0:
-        raise DatasetError(f"VAL_FRACTION={val_fraction} must lie strictly between 0 and 1, e.g. 0.2")
+    check_fractions(val_fraction, test_fraction)
     if csv_path is not None:
         csv_path = _check_exists(csv_path)
         if layout == "auto":
@@ -453,7 +486,7 @@ def load_labeled(data_dir, layout="auto", val_fraction=0.2, seed=0, allow_missin
     if layout == "auto":
         layout = detect_layout(path)
     root = path if path.is_dir() else path.parent
-    arrays, missing = None, []
+    arrays, missing, carved = None, [], ()
     if layout in ("isic2019", "ham10000"):
         csv_path = csv_path or _find_csv(root, layout)
         if csv_path is None:
@@ -463,29 +496,39 @@ def load_labeled(data_dir, layout="auto", val_fraction=0.2, seed=0, allow_missin
         classes, records, missing = load(root, csv_path, allow_missing)
         if not records:
             raise DatasetError(f"none of the images listed in {csv_path} were found; fix DATA_DIR")
-        train, val = _split_records(records, val_fraction, seed)
+        splits = dict(zip(SPLITS, _split_records(records, (val_fraction, test_fraction), seed)))
+        carved = ("val", "test")
     elif layout == "imagefolder":
-        classes, train, val = _load_imagefolder(root)
-        if not train and not val:
-            raise DatasetError(f"no images in the class folders of {root}/train and its validation folder; "
+        classes, splits = _load_imagefolder(root)
+        if not any(splits.values()):
+            raise DatasetError(f"no images in the class folders of {root}/train and its val/ or test/ folder; "
                                "fix DATA_DIR")
     else:
-        path, classes, train, val, arrays = _load_npz(path)
-    _check_classes(classes, train, val, path)
-    return LabeledData(layout, classes, train, val, path, arrays, missing)
+        path, classes, splits, arrays = _load_npz(path)
+    for s, fraction in (("val", val_fraction), ("test", test_fraction)):
+        if splits[s] is None:  # an ImageFolder or .npz without this split: carve it from train
+            splits["train"], splits[s] = _split_records(splits["train"], fraction, seed)
+            carved += (s,)
+    _check_classes(classes, splits, path)
+    return LabeledData(layout, classes, splits["train"], splits["val"], splits["test"], path, arrays, missing, carved)
 
 
 # ------------------------------------------------------------------------------------------- split file, balance
 
 
-def write_split(data: LabeledData, path):
-    """split.csv with columns image,split,label,class,group: which image went where, written atomically."""
+def split_table(data: LabeledData) -> str:
+    """split.csv's text: columns image,split,label,class,group; split is train, val or test."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["image", "split", "label", "class", "group"])
-    for split, records in (("train", data.train), ("val", data.val)):
-        w.writerows([r.image_id, split, r.label, data.classes[r.label], r.group or ""] for r in records)
-    atomic_write_text(path, buf.getvalue())
+    for split in SPLITS:
+        w.writerows([r.image_id, split, r.label, data.classes[r.label], r.group or ""] for r in getattr(data, split))
+    return buf.getvalue()
+
+
+def write_split(data: LabeledData, path):
+    """split.csv (split_table), written atomically: which image went where."""
+    atomic_write_text(path, split_table(data))
     return Path(path)
 
 
@@ -494,20 +537,21 @@ def class_counts(records, n_classes) -> np.ndarray:
     return np.bincount(np.array([r.label for r in records], dtype=np.int64), minlength=n_classes)[:n_classes]
 
 
-def class_weights(records, n_classes) -> torch.Tensor:
-    """(K,) inverse-frequency weights normalised to mean 1 over the classes present; 0 for absent classes."""
+def class_weights(records, n_classes, power=1.0) -> torch.Tensor:
+    """(K,) weights count**-power (1 = inverse frequency, 0.5 = its square root) normalised to mean 1 over the
+    classes present; 0 for absent classes."""
     counts = class_counts(records, n_classes).astype(np.float64)
     w = np.zeros(n_classes)
     present = counts > 0
-    w[present] = 1.0 / counts[present]
+    w[present] = counts[present] ** -float(power)
     if present.any():
         w[present] /= w[present].mean()
     return torch.tensor(w, dtype=torch.float32)
 
 
 class BalancedSampler(torch.utils.data.WeightedRandomSampler):
-    """Every class equally likely per draw (with replacement). set_epoch(e) reseeds with seed + e, so a
-    resumed run draws the same order for an epoch as an uninterrupted one."""
+    """Draws with replacement by per-image weights. set_epoch(e) reseeds with seed + e, so a resumed run draws
+    the same order for an epoch as an uninterrupted one."""
 
     def __init__(self, weights, num_samples, seed):
         self.seed = seed
@@ -517,7 +561,9 @@ class BalancedSampler(torch.utils.data.WeightedRandomSampler):
         self.generator.manual_seed(self.seed + epoch)
 
 
-def balanced_sampler(records, n_classes, seed) -> torch.utils.data.WeightedRandomSampler:
-    counts = class_counts(records, n_classes)
-    per_image = 1.0 / counts[[r.label for r in records]]  # each class's images share the class's mass
+def balanced_sampler(records, n_classes, seed, power=1.0) -> torch.utils.data.WeightedRandomSampler:
+    """len(records) draws per epoch; class c is drawn with probability proportional to count_c**(1 - power):
+    power 1 = every class equally often, 0.5 = in proportion to the square root of its count."""
+    counts = class_counts(records, n_classes).astype(np.float64)
+    per_image = counts[[r.label for r in records]] ** -float(power)  # each class's images share the class's mass
     return BalancedSampler(torch.as_tensor(per_image, dtype=torch.double), len(records), seed)

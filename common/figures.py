@@ -150,8 +150,9 @@ def plot_training_curves(history, path):
         _save(fig, path)
 
 
-def plot_confusion_matrix(cm, classes, path, normalize=True):
-    """Rows = true, columns = predicted; colours are row fractions (or counts), cells show counts and %."""
+def plot_confusion_matrix(cm, classes, path, normalize=True, label=None):
+    """Rows = true, columns = predicted; colours are row fractions (or counts), cells show counts and %.
+    label: what was scored (e.g. 'test, epoch 7'), put before the title."""
     import matplotlib
 
     cm = np.asarray(cm, dtype=np.int64)
@@ -186,6 +187,7 @@ def plot_confusion_matrix(cm, classes, path, normalize=True):
         n, hits = int(cm.sum()), int(np.trace(cm))
         present = rows[:, 0] > 0
         bacc = float(np.mean(np.diag(frac)[present])) if present.any() else math.nan
-        ax.set_title(f"n = {n}, accuracy {hits / max(n, 1):.3f}, balanced {bacc:.3f}" if n else "no samples")
+        title = f"n = {n}, accuracy {hits / max(n, 1):.3f}, balanced {bacc:.3f}" if n else "no samples"
+        ax.set_title(f"{label}: {title}" if label else title)
         fig.colorbar(im, ax=ax, shrink=0.8, label="fraction of true class" if normalize else "count")
         _save(fig, path)

@@ -137,6 +137,7 @@ def main(argv=None):
         config, _ = configure(globals(), argv)
     except ConfigError as exc:
         sys.exit(f"error: {exc}")
+    globals().update(config)  # this benchmark's functions read their settings as module constants
     print(format_config(config))
     t0 = time.perf_counter()
     import torch
@@ -152,7 +153,7 @@ def main(argv=None):
         data = load_labeled(root, seed=SEED, allow_missing=True)
     except DatasetError as exc:
         sys.exit(f"error: {exc}")
-    records = (data.train + data.val)[:N_IMAGES]  # the loader's speed does not depend on the split
+    records = (data.train + data.val + data.test)[:N_IMAGES]  # the loader's speed does not depend on the split
     n = len(records)
     batch = min(BATCH_SIZE, max(1, n // 2))
     print(f"data: {root} ({data.layout}), {n} images, batch {batch}, {NUM_WORKERS} workers, "

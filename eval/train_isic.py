@@ -11,6 +11,7 @@ resumes an interrupted run from its ckpt.pt; a finished run folder is never writ
 import hashlib
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -23,24 +24,34 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `common` from th
 
 from common import runs  # noqa: E402
 from common.cam import GradCAM, pick_cam_samples, save_cam_figure  # noqa: E402
-from common.config import ConfigError, configure, format_config, run_cli  # noqa: E402
+from common.config import (  # noqa: E402
+    ConfigError,
+    check_choice,
+    check_number,
+    check_tuple,
+    configure,
+    format_config,
+    run_cli,
+)
 from common.datasets import (  # noqa: E402
+    LAYOUTS,
+    SPLITS,
     DatasetError,
     Record,
     balanced_sampler,
     class_counts,
     class_weights,
     load_labeled,
-    write_split,
+    split_table,
 )
-from common.loaders import ImageDataset, eval_transform, prepare_resized, train_transform  # noqa: E402
 from common.demo_lesions import ensure_demo_dataset  # noqa: E402
+from common.device import AMP_CHOICES, CHANNELS_LAST_CHOICES, check_resumed_runtime, runtime  # noqa: E402
 from common.figures import plot_confusion_matrix, plot_training_curves  # noqa: E402
 from common.genotypes import from_dict, resolve, to_dict  # noqa: E402
 from common.images import BadImage, list_images, skipped_summary, write_skipped  # noqa: E402
+from common.loaders import ImageDataset, eval_transform, prepare_resized, train_transform  # noqa: E402
 from common.metrics import classification_metrics, write_predictions_csv  # noqa: E402
 from common.networks import EvalNetwork  # noqa: E402
-from common.device import AMP_CHOICES, CHANNELS_LAST_CHOICES, runtime  # noqa: E402
 from common.training import (  # noqa: E402
     finite_or_raise,
     load_checkpoint,
@@ -64,15 +75,20 @@ DROP_PATH_PROB = 0.0  # drop-path probability of the last epoch, ramped linearly
 DATA_DIR = None  # labeled dataset folder or DermaMNIST .npz; None = built-in demo lesions (data/demo_lesions)
 LAYOUT = "auto"  # auto | isic2019 | ham10000 | imagefolder | dermamnist
 CSV_PATH = None  # ground-truth / metadata CSV when it is not found in DATA_DIR; None = look for it
-VAL_FRACTION = 0.2  # share of images held out where the dataset has no validation split (stratified, by lesion)
+VAL_FRACTION = 0.2  # share of images for validation (picks the best epoch) where the dataset has no val split
+TEST_FRACTION = 0.2  # share of images held out as the test split (scored once) where the dataset has none
+SPLIT_SEED = 0  # seed of those splits (stratified, by lesion where known); apart from SEED: seeds share test images
 ALLOW_MISSING = False  # True: train even when CSV rows name image files that are not there (they are listed)
 IMAGE_SIZE = 224  # px, side of the square network input
 CROP_SCALE = (0.4, 1.0)  # area range of the random resized crop in training
 MEAN = (0.763, 0.545, 0.570)  # per-channel normalisation, the paper's ISIC 2019 statistics
 STD = (0.141, 0.152, 0.169)
 RESIZED_CACHE = "auto"  # one-time resized JPEG copies: auto (data/resized/...) | a folder | off (decode originals)
-NUM_WORKERS = 4  # data-loader processes; 0 = in the main process (a resumed run then repeats the exact batches)
-CLASS_BALANCE = "loss"  # loss (class-weighted CE) | sampler (balanced batches) | both | none; from train-split counts
+# data-loader processes: by default the cores this process may use, at most 4 (more workers than cores only draw a
+# DataLoader warning); 0 = in the main process (a resumed run then repeats the exact batches)
+NUM_WORKERS = min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+CLASS_BALANCE = "loss"  # loss (CE weights 1/count) | sampler (classes drawn equally) | both (draws and weights by
+# 1/sqrt(count): balanced overall, not compounded) | none; counts of the train split
 # optimisation
 EPOCHS = 100  # passes over the training split (the paper: 3000; see PRESETS)
 BATCH_SIZE = 160  # images per step
@@ -81,9 +97,10 @@ MOMENTUM = 0.9  # SGD momentum
 NESTEROV = False  # Nesterov momentum
 WEIGHT_DECAY = 3e-5  # L2 on all parameters
 LABEL_SMOOTHING = 0.1  # cross-entropy label smoothing (DARTS's ImageNet value; the paper's script set 0.2, used none)
-GRAD_CLIP = 5.0  # max global gradient norm
+GRAD_CLIP = 5.0  # max global gradient norm; 0 = no clipping
 # system
 DEVICE = "auto"  # auto (cuda > mps > cpu) | cpu | cuda | cuda:1 | mps
+ALLOW_RUNTIME_CHANGE = False  # True: resume on another device type / autocast / channels_last than the run began with
 AMP = "auto"  # auto (bf16 autocast on CUDA, off elsewhere) | bf16 | fp16 (with a gradient scaler) | off
 CHANNELS_LAST = "auto"  # auto (on for CUDA and CPU, off for MPS) | on | off: memory format of model and inputs
 THREADS = 0  # CPU threads for torch; 0 = torch's default (one per core); 1 is faster on a busy shared machine
@@ -103,16 +120,22 @@ PRESETS = {
     # (12.6k steps at batch 160) with the cosine schedule anneal fully in hours; the best epoch by balanced
     # accuracy is kept, and curves.png shows whether a longer run (--EPOCHS) would still gain.
     "paper": dict(INIT_CHANNELS=58, LAYERS=24, BATCH_SIZE=160, LR=1e-2, WEIGHT_DECAY=3e-5, IMAGE_SIZE=224, EPOCHS=100),
-    # The demo (600 drawn lesions, 480 for training): a small model at 96 px that ends far above chance (0.25)
+    # The demo (drawn lesions, 60% for training): a small model at 96 px that ends far above chance (1 / classes)
     # within a few minutes on a 2-core CPU. One thread: a second one gains ~1.5x on an idle 2-core machine
     # but ran up to 10x slower on a busy one (other processes on the cores); --THREADS=0 uses torch's default.
     "demo": dict(INIT_CHANNELS=16, LAYERS=5, BATCH_SIZE=32, LR=0.05, WEIGHT_DECAY=3e-4, IMAGE_SIZE=96, EPOCHS=30,
                  NUM_WORKERS=0, THREADS=1),
 }
 _CKPT, _BEST, _HISTORY, _GENOTYPE_FILE = "ckpt.pt", "best.pt", "history.jsonl", "genotype.json"
-_NO_RESUME_CHECK = ("OUT_DIR", "DEVICE", "NUM_WORKERS", "THREADS", "DEBUG", "N_CAM")  # may differ on resume
+# may differ on resume; DEVICE, AMP and CHANNELS_LAST are compared as resolved (runtime.json), not as 'auto'
+_NO_RESUME_CHECK = ("OUT_DIR", "DEVICE", "AMP", "CHANNELS_LAST", "ALLOW_RUNTIME_CHANGE", "NUM_WORKERS", "THREADS",
+                    "DEBUG", "N_CAM")
+# CLASS_BALANCE -> exponents p (weight count**-p) of the (sampler, loss weights); None = not used. A class's total
+# weight is count x draw weight x loss weight: the same for every class in all but 'none' ('both' splits the 1/count)
+_BALANCE_POWERS = {"loss": (None, 1.0), "sampler": (1.0, None), "both": (0.5, 0.5), "none": (None, None)}
 _CHOICES = {
-    "CLASS_BALANCE": ("loss", "sampler", "both", "none"),
+    "LAYOUT": ("auto", *LAYOUTS),
+    "CLASS_BALANCE": tuple(_BALANCE_POWERS),
     "AMP": AMP_CHOICES,
     "CHANNELS_LAST": CHANNELS_LAST_CHOICES,
 }
@@ -131,21 +154,44 @@ def resolve_config(argv=None):
         if "off" in choices:  # --AMP=False, --CHANNELS_LAST=True and the like
             value = {"true": "on", "1": "on", "false": "off", "0": "off", "none": "off"}.get(value, value)
         cfg[name] = value
-        if cfg[name] not in choices:
-            raise ConfigError(f"--{name}={cfg[name]}: choose one of {', '.join(choices)}")
-    for name, low in (("EPOCHS", 1), ("BATCH_SIZE", 1), ("IMAGE_SIZE", 32), ("INIT_CHANNELS", 2), ("LAYERS", 3),
-                      ("NUM_WORKERS", 0), ("THREADS", 0), ("N_CAM", 0)):
-        if not isinstance(cfg[name], int) or cfg[name] < low:
-            raise ConfigError(f"--{name}={cfg[name]!r}: must be an integer >= {low}")
+        check_choice(cfg, name, choices)
+    check_config(cfg)
+    return cfg, preset_changed
+
+
+def check_config(cfg):
+    """Every setting's type and range, so that a typo stops here, before any run folder or file is written
+    (a folder made with the typo would refuse the corrected command). Tuples come back as tuples."""
+    for name in ("GENOTYPE", "DATA_DIR", "CSV_PATH", "OUT_DIR", "PREDICT_DIR", "CHECKPOINT", "RESIZED_CACHE", "DEVICE"):
+        if isinstance(cfg[name], int) and not isinstance(cfg[name], bool):
+            cfg[name] = str(cfg[name])  # --DATA_DIR=2019: a folder named by digits
+        if cfg[name] is not None and not isinstance(cfg[name], str):
+            raise ConfigError(f"--{name}={cfg[name]!r}: expected a path or a name")
+    for name in ("ALLOW_MISSING", "NESTEROV", "ALLOW_RUNTIME_CHANGE", "DEBUG"):
+        if not isinstance(cfg[name], bool):
+            raise ConfigError(f"--{name}={cfg[name]!r}: expected True or False")
+    for name, low in (("INIT_CHANNELS", 2), ("LAYERS", 3), ("IMAGE_SIZE", 32), ("NUM_WORKERS", 0), ("EPOCHS", 1),
+                      ("BATCH_SIZE", 2), ("THREADS", 0), ("SEED", 0), ("SPLIT_SEED", 0), ("N_CAM", 0)):
+        check_number(cfg, name, low, integer=True)  # BATCH_SIZE >= 2: BatchNorm needs two images per batch
     if cfg["INIT_CHANNELS"] % 2:
         raise ConfigError(f"--INIT_CHANNELS={cfg['INIT_CHANNELS']}: must be even (reduction cells halve it), e.g. 16")
-    if not 0.0 <= cfg["DROP_PATH_PROB"] < 1.0:
-        raise ConfigError(f"--DROP_PATH_PROB={cfg['DROP_PATH_PROB']}: must lie in [0, 1)")
-    if len(cfg["MEAN"]) != 3 or len(cfg["STD"]) != 3 or min(cfg["STD"]) <= 0:
-        raise ConfigError("MEAN and STD need three values each (R, G, B), STD > 0")
-    if len(cfg["CROP_SCALE"]) != 2 or not 0 < cfg["CROP_SCALE"][0] <= cfg["CROP_SCALE"][1] <= 1:
-        raise ConfigError(f"--CROP_SCALE={cfg['CROP_SCALE']}: two area fractions (low, high) in (0, 1], e.g. (0.4, 1.0)")
-    return cfg, preset_changed
+    for name, lo, hi in (("DROP_PATH_PROB", 0, 1), ("MOMENTUM", 0, 1), ("LABEL_SMOOTHING", 0, 1)):
+        check_number(cfg, name, lo, hi, hi_open=True)
+    for name in ("VAL_FRACTION", "TEST_FRACTION"):
+        check_number(cfg, name, 0, 1, lo_open=True, hi_open=True)
+    if cfg["VAL_FRACTION"] + cfg["TEST_FRACTION"] >= 1:
+        raise ConfigError(f"--VAL_FRACTION={cfg['VAL_FRACTION']} + --TEST_FRACTION={cfg['TEST_FRACTION']} leave no "
+                          "training images; keep the sum below 1, e.g. 0.2 + 0.2")
+    check_number(cfg, "LR", 0, lo_open=True)
+    for name in ("AUXILIARY_WEIGHT", "WEIGHT_DECAY", "GRAD_CLIP"):
+        check_number(cfg, name, 0)
+    cfg["CROP_SCALE"] = check_tuple(cfg, "CROP_SCALE", 2, 0, 1, increasing=True, example=CROP_SCALE)
+    cfg["MEAN"] = check_tuple(cfg, "MEAN", 3, 0, 1, example=MEAN)
+    cfg["STD"] = check_tuple(cfg, "STD", 3, 0, example=STD)
+    for name, example in (("CROP_SCALE", CROP_SCALE), ("STD", STD)):
+        if min(cfg[name]) <= 0:
+            raise ConfigError(f"--{name}={cfg[name]!r}: every value must be above 0, e.g. {example!r}")
+    return cfg
 
 
 def print_banner(cfg, preset_changed):
@@ -173,9 +219,11 @@ def choose_genotype(spec):
         raise ConfigError(str(exc)) from None
 
 
-def open_run(cfg, genotype, source):
-    """(run folder, resumed, genotype, source). A resumed run keeps the genotype it started with."""
+def open_run(cfg, genotype, source, rt):
+    """(run folder, resumed, genotype, source). A resumed run keeps the genotype it started with, and must run as it
+    started (device type, autocast, channels_last: runtime.json) unless ALLOW_RUNTIME_CHANGE."""
     run_dir, resumed = runs.open_run_dir(cfg["OUT_DIR"] or runs.new_run_dir("eval"), cfg, ignore=_NO_RESUME_CHECK)
+    check_resumed_runtime(run_dir, rt, cfg["ALLOW_RUNTIME_CHANGE"])
     saved = run_dir / _GENOTYPE_FILE
     if resumed and saved.exists():  # even if a newer search run exists by now
         kept = json.loads(saved.read_text())
@@ -195,7 +243,8 @@ def load_data(cfg):
     data_dir = cfg["DATA_DIR"]
     if data_dir is None:
         data_dir = ensure_demo_dataset()
-    return load_labeled(data_dir, cfg["LAYOUT"], cfg["VAL_FRACTION"], cfg["SEED"], cfg["ALLOW_MISSING"], cfg["CSV_PATH"])
+    return load_labeled(data_dir, cfg["LAYOUT"], cfg["VAL_FRACTION"], cfg["SPLIT_SEED"], cfg["ALLOW_MISSING"],
+                        cfg["CSV_PATH"], cfg["TEST_FRACTION"])
 
 
 def train_min_side(cfg):
@@ -215,50 +264,76 @@ def resized_cache_dir(cfg, root):
     return Path(setting).expanduser()
 
 
-def prepare_splits(cfg, data, run_dir):
-    """split.csv and skipped_files.csv written; returns the (train, val) records whose images decode."""
-    write_split(data, run_dir / "split.csv")
+def prepare_splits(cfg, data, run_dir, resumed):
+    """split.csv (once an epoch is trained, a resumed run's must be the one it began with) and skipped_files.csv
+    written. Returns ({split: records whose images decode}, skipped files, sha1 of split.csv's bytes)."""
+    table = split_table(data)
+    split_file = run_dir / "split.csv"
+    if resumed and (run_dir / _CKPT).exists() and split_file.exists() and split_file.read_text() != table:
+        raise DatasetError(f"{split_file} differs from the split of the data now in {data.root} (images added, removed "
+                           "or relabelled?); resume with the data the run started on, or start a new OUT_DIR")
+    runs.atomic_write_text(split_file, table)
     skipped = [(image_id, "listed in the CSV, no image file") for image_id in data.missing]
-    train, val = data.train, data.val
+    splits = {s: getattr(data, s) for s in SPLITS}
+    n_total = sum(map(len, splits.values())) + len(data.missing)
     cache = resized_cache_dir(cfg, data.root)
-    if cache is not None and any(r.path is not None for r in train + val):
+    if cache is not None and any(r.path is not None for records in splits.values() for r in records):
         side, bar = train_min_side(cfg), sys.stderr.isatty()
         print(f"data: resized copies (short side {side} px) in {cache}")
-        train, bad_train = prepare_resized(train, side, cache, progress=bar)
-        val, bad_val = prepare_resized(val, side, cache, progress=bar)
-        skipped += bad_train + bad_val
-    record_skipped(run_dir, skipped, len(data.train) + len(data.val) + len(data.missing))
-    if not train:
+        for s in SPLITS:
+            splits[s], bad = prepare_resized(splits[s], side, cache, progress=bar)
+            skipped += bad
+    record_skipped(run_dir, skipped, n_total)
+    if not splits["train"]:
         raise DatasetError(f"none of the training images in {data.root} could be decoded; see skipped_files.csv")
-    if not val:
-        raise DatasetError(f"no validation images left in {data.root}; see skipped_files.csv or raise VAL_FRACTION")
-    print(f"data: {data.layout} at {data.root}: {len(train)} train / {len(val)} val images, {len(data.classes)} classes")
-    print(f"  train per class: {describe_classes(data.classes, train)}")
-    print(f"  val per class:   {describe_classes(data.classes, val)}")
-    return train, val, skipped
+    for s, fix in (("val", "VAL_FRACTION"), ("test", "TEST_FRACTION")):
+        if not splits[s]:
+            raise DatasetError(f"no {s} images left in {data.root}; see skipped_files.csv or raise {fix}")
+    print(f"data: {data.layout} at {data.root}: " + " / ".join(f"{len(splits[s])} {s}" for s in SPLITS)
+          + f" images, {len(data.classes)} classes")
+    for s in SPLITS:
+        print(f"  {s + ' per class:':<16} {describe_classes(data.classes, splits[s])}")
+    print("  " + describe_sources(cfg, data))
+    return splits, skipped, hashlib.sha1(table.encode()).hexdigest()
+
+
+def describe_sources(cfg, data):
+    """Where val and test came from: the dataset's own splits, or a seeded split of all images or of train."""
+    own = [s for s in ("val", "test") if s not in data.carved]
+    fraction = {"val": cfg["VAL_FRACTION"], "test": cfg["TEST_FRACTION"]}
+    of = "all images" if len(data.carved) == 2 else "the dataset's train split"
+    grouped = ", by lesion" if any(r.group is not None for r in data.train) else ""
+    parts = [f"{' and '.join(own)}: the dataset's own"] if own else []
+    if data.carved:
+        parts.append(", ".join(f"{s} {fraction[s]:.0%}" for s in data.carved)
+                     + f" of {of}: seeded split (stratified{grouped}, SPLIT_SEED {cfg['SPLIT_SEED']})")
+    return "; ".join(parts) + "; val picks the best epoch, test scores it once"
 
 
 def describe_classes(classes, records):
     return ", ".join(f"{c} {n}" for c, n in zip(classes, class_counts(records, len(classes))))
 
 
-def make_loaders(cfg, data, train, val, run_dir, rt):
-    """(train loader, val loader, train sampler or None, shuffle generator); class balance from `train`'s counts."""
+def make_loaders(cfg, data, splits, run_dir, rt):
+    """({split: loader}, train sampler or None, shuffle generator); class balance from the train split's counts."""
     skip_log = run_dir / ".skipped_images.tsv"  # loader workers append here; read back for skipped_files.csv
-    train_ds = ImageDataset(train, train_transform(cfg["IMAGE_SIZE"], cfg["MEAN"], cfg["STD"], scale=cfg["CROP_SCALE"]),
-                            data.arrays, min_side=train_min_side(cfg), skip_log=skip_log)
-    val_ds = ImageDataset(val, eval_transform(cfg["IMAGE_SIZE"], cfg["MEAN"], cfg["STD"]), data.arrays,
-                          min_side=cfg["IMAGE_SIZE"], skip_log=skip_log)
-    balanced = cfg["CLASS_BALANCE"] in ("sampler", "both")
-    sampler = balanced_sampler(train, len(data.classes), cfg["SEED"]) if balanced else None
+    size, mean, std = cfg["IMAGE_SIZE"], cfg["MEAN"], cfg["STD"]
+    train_ds = ImageDataset(splits["train"], train_transform(size, mean, std, scale=cfg["CROP_SCALE"]), data.arrays,
+                            min_side=train_min_side(cfg), skip_log=skip_log)
+    power, _ = _BALANCE_POWERS[cfg["CLASS_BALANCE"]]
+    sampler = balanced_sampler(splits["train"], len(data.classes), cfg["SEED"], power) if power is not None else None
     generator = torch.Generator().manual_seed(cfg["SEED"])  # reseeded per epoch: a resumed run sees the same batches
     workers = cfg["NUM_WORKERS"]
     common = dict(num_workers=workers, pin_memory=rt.device.type == "cuda", persistent_workers=workers > 0)
-    train_loader = torch.utils.data.DataLoader(
+    loaders = {"train": torch.utils.data.DataLoader(
         train_ds, batch_size=cfg["BATCH_SIZE"], shuffle=sampler is None, sampler=sampler, generator=generator,
-        drop_last=len(train) > cfg["BATCH_SIZE"], **common)  # no size-1 last batch for BatchNorm
-    val_loader = torch.utils.data.DataLoader(val_ds, batch_size=cfg["BATCH_SIZE"], shuffle=False, **common)
-    return train_loader, val_loader, sampler, generator
+        drop_last=len(train_ds) > cfg["BATCH_SIZE"], **common)}  # no size-1 last batch for BatchNorm
+    for s in ("val", "test"):
+        ds = ImageDataset(splits[s], eval_transform(size, mean, std), data.arrays, min_side=size, skip_log=skip_log)
+        # test is read once, at the end: no worker processes kept alive for it through training
+        loaders[s] = torch.utils.data.DataLoader(ds, batch_size=cfg["BATCH_SIZE"], shuffle=False,
+                                                 **{**common, "persistent_workers": workers > 0 and s == "val"})
+    return loaders, sampler, generator
 
 
 def record_skipped(run_dir, skipped, n_total):
@@ -277,7 +352,8 @@ def build_model(genotype, n_classes, cfg):
 
 def make_loss(cfg, train, n_classes):
     """Cross-entropy with label smoothing, class-weighted from the training split's counts when CLASS_BALANCE asks."""
-    weights = class_weights(train, n_classes) if cfg["CLASS_BALANCE"] in ("loss", "both") else None  # (K,)
+    _, power = _BALANCE_POWERS[cfg["CLASS_BALANCE"]]
+    weights = class_weights(train, n_classes, power) if power is not None else None  # (K,)
     if weights is not None:
         print("loss weights: " + ", ".join(f"{w:.2f}" for w in weights.tolist()))
     return nn.CrossEntropyLoss(weight=weights, label_smoothing=cfg["LABEL_SMOOTHING"])
@@ -296,10 +372,10 @@ def make_optimizer(cfg, model, rt):
 
 
 def evaluate(model, loader, criterion, classes, rt):
-    """(loss, metrics, probs (N, K), labels (N,), dataset indices (N,)) on the validation loader."""
+    """(loss, metrics, probs (N, K), labels (N,), dataset indices (N,)) on a val or test loader."""
     logits, labels, index = predict(model, loader, rt)
     loss = criterion(logits.to(rt.device), labels.to(rt.device)).item()
-    finite_or_raise(loss, "the validation loss", "try a lower LR or AMP=off")
+    finite_or_raise(loss, "the evaluation loss", "try a lower LR or AMP=off")
     probs = torch.softmax(logits.double(), dim=1).numpy()  # (N, K); the same numbers go to CSV and metrics
     return loss, classification_metrics(labels.numpy(), probs, classes), probs, labels.numpy(), index.numpy()
 
@@ -392,31 +468,70 @@ def save_cams(model, dataset, labels, probs, index, classes, cfg, rt, out_dir):
     return files
 
 
-def save_results(run_dir, model, val_loader, criterion, classes, state, genotype, source, layout, cfg, rt, t0):
-    """Reload best.pt, then predictions_val.csv and metrics.json from the very same probabilities, and figures."""
+_HEADLINE = ("accuracy", "balanced_accuracy", "auc_macro", "recall", "n")  # metrics.json's top level: test's
+
+
+def score(model, loader, criterion, classes, rt, epoch, csv_path=None):
+    """(metrics section: the full metric dict plus loss and epoch, probs, labels, indices); writes the predictions
+    CSV (image, one probability column per class) when csv_path is given."""
+    loss, metrics, probs, labels, index = evaluate(model, loader, criterion, classes, rt)
+    if csv_path is not None:
+        records = loader.dataset.records
+        write_predictions_csv(csv_path, [records[j].image_id for j in index], probs, classes)
+    return {**metrics, "loss": loss, "epoch": epoch}, probs, labels, index
+
+
+def save_results(run_dir, model, loaders, criterion, data, state, genotype, source, split_sha1, cfg, rt, t0):
+    """The three numbers, kept apart: the last epoch on val, the selected (best.pt) model on val, and the selected
+    model once on test, the headline. Predictions CSVs, metrics.json and figures come from the same probabilities."""
+    classes = data.classes
+    # the weights in memory are the last epoch's: just trained, or loaded from ckpt.pt by a resumed run
+    val_last, *_ = score(model, loaders["val"], criterion, classes, rt, state["epoch"])
     best = load_checkpoint(run_dir / _BEST, need=("model", "epoch"))
     model.load_state_dict(best["model"])
-    val_loss, metrics, probs, labels, index = evaluate(model, val_loader, criterion, classes, rt)
-    records = val_loader.dataset.records
-    write_predictions_csv(run_dir / "predictions_val.csv", [records[j].image_id for j in index], probs, classes)
-    metrics.update({"val_loss": val_loss, "best_epoch": best["epoch"], "epochs": cfg["EPOCHS"],
-                    "genotype": to_dict(genotype), "genotype_source": source, "layout": layout,
-                    "train_seconds": round(sum(h["seconds"] for h in state["history"]), 1),
-                    "wall_seconds": round(time.time() - t0, 1)})
+    val_sel, probs, labels, index = score(model, loaders["val"], criterion, classes, rt, best["epoch"],
+                                         run_dir / "predictions_val.csv")
+    test, *_ = score(model, loaders["test"], criterion, classes, rt, best["epoch"], run_dir / "predictions_test.csv")
+    metrics = {
+        **{k: test[k] for k in _HEADLINE},
+        "headline": "test",
+        "selected_by": "validation balanced_accuracy",
+        "best_epoch": best["epoch"], "epochs": cfg["EPOCHS"],
+        "test": test, "val_selected": val_sel, "val_last": val_last,
+        "split_sha1": split_sha1,
+        "dataset": {"layout": data.layout, "root": str(data.root), "classes": list(classes),
+                    "n_train": len(data.train), "n_val": len(data.val), "n_test": len(data.test),
+                    "carved": list(data.carved)},
+        "genotype": to_dict(genotype), "genotype_source": source,
+        "train_seconds": round(sum(h["seconds"] for h in state["history"]), 1),
+        "wall_seconds": round(time.time() - t0, 1),
+    }
     runs.atomic_write_json(run_dir / "metrics.json", metrics)
-    plot_confusion_matrix(metrics["confusion_matrix"], classes, run_dir / "confusion_matrix.png")
+    plot_confusion_matrix(test["confusion_matrix"], classes, run_dir / "confusion_matrix.png",
+                          label=f"test, epoch {best['epoch']}")
+    plot_confusion_matrix(val_sel["confusion_matrix"], classes, run_dir / "confusion_matrix_val.png",
+                          label=f"validation, epoch {best['epoch']}")
     plot_training_curves(state["history"], run_dir / "curves.png")
-    cams = save_cams(model, val_loader.dataset, labels, probs, index, classes, cfg, rt, run_dir / "cam")
+    cams = save_cams(model, loaders["val"].dataset, labels, probs, index, classes, cfg, rt, run_dir / "cam")
     return metrics, cams
 
 
+def result_line(title, m):
+    auc = f"{m['auc_macro']:.3f}" if m["auc_macro"] is not None else "n/a"
+    bacc = f"{m['balanced_accuracy']:.3f}" if m["balanced_accuracy"] is not None else "n/a"
+    return f"  {title:<34} balanced accuracy {bacc} | accuracy {m['accuracy']:.3f} | macro AUC {auc} | n {m['n']}"
+
+
 def report(run_dir, metrics, cams, t0):
-    auc = f"{metrics['auc_macro']:.3f}" if metrics["auc_macro"] is not None else "n/a"
-    print(f"best epoch {metrics['best_epoch']}: balanced accuracy {metrics['balanced_accuracy']:.3f}, "
-          f"accuracy {metrics['accuracy']:.3f}, macro AUC {auc} on {metrics['n']} validation images")
-    print("recall per class: " + ", ".join(f"{c} {v:.2f}" for c, v in metrics["recall"].items() if v is not None))
-    print(f"wrote {run_dir}/: metrics.json, predictions_val.csv, confusion_matrix.png, curves.png, {_HISTORY}, "
-          f"split.csv, {_BEST}, {_CKPT}, cam/ ({len(cams)} PNGs) in {time.time() - t0:.0f} s")
+    best, last = metrics["best_epoch"], metrics["val_last"]["epoch"]
+    print(f"results: the model of epoch {best} (best validation balanced accuracy of {last} epochs)")
+    print(result_line("TEST (held out, scored once)", metrics["test"]))
+    print(result_line(f"validation, epoch {best} (chose it)", metrics["val_selected"]))
+    print(result_line(f"validation, last epoch {last}", metrics["val_last"]))
+    print("test recall per class: " + ", ".join(f"{c} {v:.2f}" for c, v in metrics["recall"].items() if v is not None))
+    print(f"wrote {run_dir}/: metrics.json, predictions_test.csv, predictions_val.csv, confusion_matrix.png (test), "
+          f"confusion_matrix_val.png, curves.png, {_HISTORY}, split.csv, {_BEST}, {_CKPT}, cam/ ({len(cams)} PNGs) "
+          f"in {time.time() - t0:.0f} s")
 
 
 # ----------------------------------------------------------------------------- predict mode
@@ -486,10 +601,10 @@ def main(argv=None):
 
     # ---- data (read before the run folder exists: a wrong DATA_DIR leaves no folder behind)
     data = load_data(cfg)
-    run_dir, resumed, genotype, source = open_run(cfg, genotype, source)
-    train, val, skipped = prepare_splits(cfg, data, run_dir)
+    run_dir, resumed, genotype, source = open_run(cfg, genotype, source, rt)
+    splits, skipped, split_sha1 = prepare_splits(cfg, data, run_dir, resumed)
     seed_everything(cfg["SEED"])
-    train_loader, val_loader, sampler, generator = make_loaders(cfg, data, train, val, run_dir, rt)
+    loaders, sampler, generator = make_loaders(cfg, data, splits, run_dir, rt)
 
     # ---- model
     model = rt.place(build_model(genotype, len(data.classes), cfg))
@@ -497,7 +612,7 @@ def main(argv=None):
           f"{cfg['LAYERS']} cells, {cfg['IMAGE_SIZE']} px")
 
     # ---- loss
-    criterion = make_loss(cfg, train, len(data.classes)).to(rt.device)
+    criterion = make_loss(cfg, splits["train"], len(data.classes)).to(rt.device)
 
     # ---- optimizer
     optimizer, scheduler, scaler = make_optimizer(cfg, model, rt)
@@ -507,19 +622,20 @@ def main(argv=None):
 
     # ---- loop
     for epoch in range(state["epoch"] + 1, cfg["EPOCHS"] + 1):
-        row = run_epoch(epoch, cfg, model, (train_loader, val_loader), criterion, optimizer, scheduler, scaler,
+        row = run_epoch(epoch, cfg, model, (loaders["train"], loaders["val"]), criterion, optimizer, scheduler, scaler,
                         sampler, generator, data.classes, rt)
         save_epoch(run_dir, row, state, model_record(model, data.classes, genotype, source, cfg), optimizer,
                    scheduler, scaler)
         print(epoch_line(row, cfg["EPOCHS"], state["best_epoch"]), flush=True)
 
-    # ---- save: predictions, metrics and figures of the best model
-    metrics, cams = save_results(run_dir, model, val_loader, criterion, data.classes, state, genotype, source,
-                                 data.layout, cfg, rt, t0)
-    late = list(dict.fromkeys(skipped + train_loader.dataset.skipped))  # files that failed during training too
+    # ---- save: the selected model on val and, once, on test; the last epoch on val; figures
+    metrics, cams = save_results(run_dir, model, loaders, criterion, data, state, genotype, source, split_sha1, cfg,
+                                 rt, t0)
+    late = list(dict.fromkeys(skipped + loaders["train"].dataset.skipped))  # files that failed in the loaders too
     if len(late) > len(skipped):
-        record_skipped(run_dir, late, len(data.train) + len(data.val) + len(data.missing))
-    runs.mark_finished(run_dir, {"balanced_accuracy": metrics["balanced_accuracy"], "best_epoch": metrics["best_epoch"]})
+        record_skipped(run_dir, late, len(data.train) + len(data.val) + len(data.test) + len(data.missing))
+    runs.mark_finished(run_dir, {"headline": "test", "balanced_accuracy": metrics["balanced_accuracy"],
+                                 "best_epoch": metrics["best_epoch"]})
 
     # ---- report
     report(run_dir, metrics, cams, t0)

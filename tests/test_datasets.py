@@ -16,6 +16,7 @@ from common.datasets import (
     class_counts,
     class_weights,
     detect_layout,
+    grouped_split,
     load_labeled,
     write_split,
 )
@@ -68,13 +69,28 @@ def _ham(root):
     return root
 
 
-def _imagefolder(root, train=(("benign", 3), ("malignant", 2)), test=(("benign", 2), ("malignant", 1)), held="test"):
-    for split, spec in (("train", train), (held, test)):
+def _imagefolder(root, train=(("benign", 3), ("malignant", 2)), test=(("benign", 2), ("malignant", 1)),
+                 held=("test",)):
+    """train/ and each folder named in `held` (test/, val/) with the class counts of `test`."""
+    for split, spec in (("train", train),) + tuple((h, test) for h in held):
         for cls, count in spec:
             (root / split / cls).mkdir(parents=True, exist_ok=True)
             for i in range(count):
                 _img(root / split / cls / f"{i}.png")
     return root
+
+
+def _ids(records):
+    return {r.image_id for r in records}
+
+
+def _assert_disjoint(data):
+    """No image in two splits, none lost; with lesion groups, no lesion in two splits."""
+    ids = [_ids(data.train), _ids(data.val), _ids(data.test)]
+    assert all(ids) and not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2])
+    assert sum(map(len, ids)) == len(data.train) + len(data.val) + len(data.test)  # ids unique within a split too
+    groups = [{r.group for r in getattr(data, s) if r.group is not None} for s in ("train", "val", "test")]
+    assert not (groups[0] & groups[1] or groups[0] & groups[2] or groups[1] & groups[2])
 
 
 def _npz(path, gray, n_train=14, n_val=7, size=8, n_classes=7):
@@ -94,19 +110,21 @@ def _npz(path, gray, n_train=14, n_val=7, size=8, n_classes=7):
 def test_isic_layout_keeps_unk_and_splits_stratified(tmp_path):
     root = _isic(tmp_path / "isic")
     assert detect_layout(root) == "isic2019"
-    data = load_labeled(root, val_fraction=0.34, seed=1)
-    assert data.layout == "isic2019"
+    data = load_labeled(root, val_fraction=0.34, seed=1, test_fraction=0.2)
+    assert data.layout == "isic2019" and data.carved == ("val", "test")
     assert data.classes == ["MEL", "NV", "BCC", "UNK"]  # CSV order, UNK kept although never 1
-    assert len(data.train) + len(data.val) == 13 and not data.missing
-    assert all(r.path.exists() and r.path.stem == r.image_id for r in data.train + data.val)
-    tr, va = class_counts(data.train, 4), class_counts(data.val, 4)
-    assert list(tr + va) == [6, 4, 3, 0]
-    assert all(tr[:3] >= 2) and all(va[:3] >= 1)  # every class on both sides
+    assert len(data.train) + len(data.val) + len(data.test) == 13 and not data.missing
+    assert all(r.path.exists() and r.path.stem == r.image_id for r in data.train + data.val + data.test)
+    _assert_disjoint(data)
+    tr, va, te = (class_counts(getattr(data, s), 4) for s in ("train", "val", "test"))
+    assert list(tr + va + te) == [6, 4, 3, 0]
     assert list(va[:3]) == [2, 1, 1]  # round(n * 0.34) per class
-    again = load_labeled(root, val_fraction=0.34, seed=1)
+    assert list(te[:3]) == [1, 1, 1]  # round(n * 0.2) per class
+    again = load_labeled(root, val_fraction=0.34, seed=1, test_fraction=0.2)
     assert [r.image_id for r in again.val] == [r.image_id for r in data.val]  # same seed, same split
-    other = [set(r.image_id for r in load_labeled(root, val_fraction=0.34, seed=s).val) for s in range(2, 6)]
-    assert any(o != {r.image_id for r in data.val} for o in other)  # the seed matters
+    assert [r.image_id for r in again.test] == [r.image_id for r in data.test]
+    other = [_ids(load_labeled(root, val_fraction=0.34, seed=s).test) for s in range(2, 6)]
+    assert any(o != _ids(data.test) for o in other)  # the seed matters
 
 
 def test_isic_demo_header_and_explicit_csv(tmp_path):
@@ -114,7 +132,7 @@ def test_isic_demo_header_and_explicit_csv(tmp_path):
     data = load_labeled(root / "ISIC_2019_Training_GroundTruth.csv")
     assert data.classes == ["MEL", "NV", "BCC", "BKL"]
     data = load_labeled(root, layout="isic2019", csv_path=root / "ISIC_2019_Training_GroundTruth.csv")
-    assert len(data.train) + len(data.val) == 10
+    assert len(data.train) + len(data.val) + len(data.test) == 10
 
 
 def test_isic_metadata_lesion_ids_group_the_split(tmp_path):
@@ -123,7 +141,8 @@ def test_isic_metadata_lesion_ids_group_the_split(tmp_path):
     with open(root / "ISIC_2019_Training_Metadata.csv", "w", newline="") as f:
         csv.writer(f).writerows(rows)
     data = load_labeled(root, seed=0)
-    assert {r.group for r in data.train}.isdisjoint({r.group for r in data.val}) and data.val
+    _assert_disjoint(data)
+    assert all(r.group is not None for r in data.train + data.val + data.test)
     assert detect_layout(root) == "isic2019"
 
 
@@ -131,27 +150,47 @@ def test_ham10000_split_grouped_by_lesion(tmp_path):
     root = _ham(tmp_path / "ham")
     assert detect_layout(root) == "ham10000"
     for seed in range(4):
-        data = load_labeled(root, val_fraction=0.25, seed=seed)
+        data = load_labeled(root, val_fraction=0.25, seed=seed, test_fraction=0.2)
         assert data.classes == ["nv", "mel", "bkl"]  # HAM10000's own order, filtered to those present
-        train_groups = {r.group for r in data.train}
-        val_groups = {r.group for r in data.val}
-        assert not train_groups & val_groups
-        lesion0 = [r for r in data.train + data.val if r.group == "HAM_0"]
-        assert len(lesion0) == 4
-        assert all(class_counts(data.train, 3) >= 1) and data.val
-    same = load_labeled(root, val_fraction=0.25, seed=3)
-    assert [r.image_id for r in same.val] == [r.image_id for r in data.val]
+        _assert_disjoint(data)
+        for split in (data.train, data.val, data.test):
+            assert all(class_counts(split, 3) >= 1)  # every class on every side
+        lesion0 = [s for s in ("train", "val", "test") if any(r.group == "HAM_0" for r in getattr(data, s))]
+        assert len(lesion0) == 1  # its 4 images on one side
+    same = load_labeled(root, val_fraction=0.25, seed=3, test_fraction=0.2)
+    assert [r.image_id for r in same.test] == [r.image_id for r in data.test]
 
 
-def test_imagefolder_layout(tmp_path):
-    root = _imagefolder(tmp_path / "if")
+def test_imagefolder_train_and_test_carves_validation_from_train(tmp_path):
+    root = _imagefolder(tmp_path / "if", train=(("benign", 10), ("malignant", 5)))
     assert detect_layout(root) == "imagefolder"
+    data = load_labeled(root, val_fraction=0.2)
+    assert data.classes == ["benign", "malignant"] and data.carved == ("val",)
+    assert all(r.image_id.startswith("test/") for r in data.test)  # test/ stays the test split, whole
+    assert class_counts(data.test, 2).tolist() == [2, 1]
+    assert all(r.image_id.startswith("train/") for r in data.train + data.val)
+    assert class_counts(data.val, 2).tolist() == [2, 1]  # round(n * 0.2) of train/ per class
+    assert class_counts(data.train, 2).tolist() == [8, 4]
+    _assert_disjoint(data)
+
+
+def test_imagefolder_train_and_val_carves_test_from_train(tmp_path):
+    root = _imagefolder(tmp_path / "if", train=(("benign", 10), ("malignant", 5)), held=("val",))
+    data = load_labeled(root, test_fraction=0.4)
+    assert data.carved == ("test",)
+    assert all(r.image_id.startswith("val/") for r in data.val) and len(data.val) == 3
+    assert all(r.image_id.startswith("train/") for r in data.test)
+    assert class_counts(data.test, 2).tolist() == [4, 2]
+    _assert_disjoint(data)
+
+
+def test_imagefolder_with_val_and_test_keeps_both(tmp_path):
+    root = _imagefolder(tmp_path / "if", held=("val", "test"))
     data = load_labeled(root)
-    assert data.classes == ["benign", "malignant"]
-    assert class_counts(data.train, 2).tolist() == [3, 2] and class_counts(data.val, 2).tolist() == [2, 1]
-    assert data.val[0].image_id == "test/benign/0.png"
-    root = _imagefolder(tmp_path / "if_val", held="val")
-    assert load_labeled(root).val[0].image_id == "val/benign/0.png"
+    assert data.carved == ()
+    assert [len(data.train), len(data.val), len(data.test)] == [5, 3, 3]
+    assert data.val[0].image_id == "val/benign/0.png" and data.test[0].image_id == "test/benign/0.png"
+    _assert_disjoint(data)
 
 
 @pytest.mark.parametrize("gray", [True, False])
@@ -161,12 +200,26 @@ def test_dermamnist_npz(tmp_path, gray):
     data = load_labeled(tmp_path)
     assert data.classes == list(DERMAMNIST_CLASSES)
     assert data.arrays["train"].shape == (14, 8, 8, 3) and data.arrays["val"].dtype == np.uint8
-    assert len(data.train) == 14 and len(data.val) == 7  # test_* not used
+    assert (len(data.train), len(data.val), len(data.test)) == (14, 7, 3) and data.carved == ()  # MedMNIST's own
+    _assert_disjoint(data)
     r = data.val[3]
     assert (r.image_id, r.label, r.index, r.path) == ("val_3", 3, 3, None)
     ds = ImageDataset(data.val, eval_transform(16, MEAN, STD), arrays=data.arrays)
     x, y, i = ds[3]
     assert x.shape == (3, 16, 16) and (y, i) == (3, 3)
+    assert [r.image_id for r in data.test] == ["test_0", "test_1", "test_2"]
+    x, y, i = ImageDataset(data.test, eval_transform(16, MEAN, STD), arrays=data.arrays)[2]
+    assert torch.equal(x, eval_transform(16, MEAN, STD)(Image.fromarray(data.arrays["test"][2]))) and y == 2
+
+
+def test_npz_without_test_arrays_carves_test_from_train(tmp_path):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", train_images=rng.integers(0, 256, (20, 8, 8, 3), dtype=np.uint8),
+             train_labels=np.arange(20) % 2, val_images=np.zeros((4, 8, 8, 3), np.uint8), val_labels=np.arange(4) % 2)
+    data = load_labeled(tmp_path / "d.npz", test_fraction=0.2)
+    assert data.carved == ("test",) and class_counts(data.test, 2).tolist() == [2, 2]
+    assert all(r.image_id.startswith("train_") for r in data.test) and len(data.train) == 16
+    _assert_disjoint(data)
 
 
 def test_npz_with_other_class_count_and_missing_keys(tmp_path):
@@ -177,6 +230,58 @@ def test_npz_with_other_class_count_and_missing_keys(tmp_path):
              train_labels=np.zeros(2, np.uint8))
     with pytest.raises(DatasetError, match="val_images, val_labels"):
         load_labeled(tmp_path / "bad")
+
+
+# ----------------------------------------------------------------------------------------- split fractions
+
+
+def _lesions(seed=0, per_class=(90, 40, 12), max_size=5):
+    """labels and lesion ids: per class that many lesions of 1..max_size images each."""
+    rng = np.random.default_rng(seed)
+    labels, groups = [], []
+    for c, n in enumerate(per_class):
+        for k in range(n):
+            size = int(rng.integers(1, max_size + 1))
+            labels += [c] * size
+            groups += [f"L{c}_{k}"] * size
+    return np.array(labels), np.array(groups)
+
+
+@pytest.mark.parametrize("fractions", [0.2, 0.3, 0.4, (0.2, 0.2), (0.3, 0.15)])
+def test_grouped_split_honours_fractions(fractions):
+    labels, groups = _lesions()
+    parts = grouped_split(labels, groups, fractions, seed=7)
+    fractions = np.atleast_1d(fractions)
+    assert len(parts) == len(fractions) + 1
+    assert sorted(np.concatenate(parts).tolist()) == list(range(len(labels)))  # every image once
+    sides = [set(groups[p]) for p in parts]
+    assert all(not (a & b) for i, a in enumerate(sides) for b in sides[i + 1:])  # a lesion on one side
+    largest = np.bincount(np.unique(groups, return_inverse=True)[1]).max()
+    for p, f in zip(parts[1:], fractions):
+        assert abs(len(p) - f * len(labels)) <= largest  # the whole: within one group's size
+        for c in range(3):  # and every class
+            n_c = (labels == c).sum()
+            assert abs((labels[p] == c).sum() - f * n_c) <= largest, (f, c)
+    again = grouped_split(labels, groups, tuple(fractions), seed=7)
+    assert all(np.array_equal(a, b) for a, b in zip(parts, again))  # deterministic
+    other = grouped_split(labels, groups, tuple(fractions), seed=8)
+    assert not np.array_equal(parts[1], other[1])
+
+
+def test_split_of_single_images_rounds_per_class():
+    labels = np.repeat([0, 1, 2], [50, 11, 2])
+    tr, va, te = grouped_split(labels, None, (0.3, 0.2), seed=0)
+    counts = [np.bincount(labels[i], minlength=3).tolist() for i in (tr, va, te)]
+    assert counts[1][:2] == [15, 3] and counts[2][:2] == [10, 2]  # round(n * f), halves up
+    assert counts[0][2] == 1 and counts[1][2] == 1 and counts[2][2] == 0  # 2 images: training keeps one
+
+
+def test_fractions_are_checked(tmp_path):
+    root = _isic(tmp_path / "isic")
+    for kwargs, msg in (({"val_fraction": 0.0}, "VAL_FRACTION"), ({"test_fraction": 1.0}, "TEST_FRACTION"),
+                        ({"val_fraction": 0.5, "test_fraction": 0.5}, "leaves no training")):
+        with pytest.raises(DatasetError, match=msg):
+            load_labeled(root, **kwargs)
 
 
 # ----------------------------------------------------------------------------------------- bad datasets
@@ -235,18 +340,19 @@ def test_isic_missing_images_stop_unless_allowed(tmp_path):
     assert "2 of 13 images listed in" in msg and "ISIC_0000001" in msg and "ALLOW_MISSING=True" in msg
     data = load_labeled(root, allow_missing=True)
     assert sorted(data.missing) == sorted(gone)
-    assert len(data.train) + len(data.val) == 11
-    assert not gone & {r.image_id for r in data.train + data.val}
+    assert len(data.train) + len(data.val) + len(data.test) == 11
+    assert not gone & _ids(data.train + data.val + data.test)
 
 
 def test_class_without_training_images(tmp_path):
     root = _imagefolder(tmp_path / "if", train=(("benign", 3), ("malignant", 0)),
                         test=(("benign", 1), ("malignant", 2)))
-    with pytest.raises(DatasetError, match="class 'malignant' has no training images"):
+    with pytest.raises(DatasetError, match=r"class 'malignant' has no training images \(2 in test\)"):
         load_labeled(root)
-    root = _imagefolder(tmp_path / "if2", test=(("benign", 1), ("odd", 1)))
-    with pytest.raises(DatasetError, match="odd"):
-        load_labeled(root)
+    for held in (("test",), ("val",), ("val", "test")):
+        root = _imagefolder(tmp_path / f"odd_{'_'.join(held)}", test=(("benign", 1), ("odd", 1)), held=held)
+        with pytest.raises(DatasetError, match="odd"):
+            load_labeled(root)
 
 
 def test_unlabeled_folder_is_refused(tmp_path):
@@ -264,9 +370,10 @@ def test_write_split(tmp_path):
     with open(out, newline="") as f:
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == ["image", "split", "label", "class", "group"]
-    assert len(rows) == len(data.train) + len(data.val)
+    assert len(rows) == len(data.train) + len(data.val) + len(data.test)
+    assert {r["split"] for r in rows} == {"train", "val", "test"}
     by_id = {r["image"]: r for r in rows}
-    for split, records in (("train", data.train), ("val", data.val)):
+    for split, records in (("train", data.train), ("val", data.val), ("test", data.test)):
         for rec in records:
             row = by_id[rec.image_id]
             assert (row["split"], int(row["label"]), row["class"], row["group"]) == (
@@ -281,6 +388,22 @@ def test_class_weights_from_counts():
     expected[[0, 1, 3]] /= expected[[0, 1, 3]].mean()
     assert torch.allclose(w, torch.tensor(expected, dtype=torch.float32))
     assert w[2] == 0 and abs(float(w[[0, 1, 3]].mean()) - 1) < 1e-6
+
+
+def test_both_splits_the_correction_between_sampler_and_loss():
+    """CLASS_BALANCE='both': draws and loss weights each take the square root of 1/count, so a class's total
+    weight (its images x draw weight x loss weight) is the same for every class, as with either alone."""
+    counts = [4522, 12875, 3323, 867, 2624, 239, 253, 628]  # ISIC 2019
+    records = [Record(str(i), y) for i, y in enumerate(np.repeat(np.arange(8), counts))]
+    w = class_weights(records, 8, power=0.5).numpy()
+    assert w[5] / w[1] == pytest.approx((12875 / 239) ** 0.5, rel=1e-5)  # DF vs NV: 7.3x, not 54x
+    sampler = balanced_sampler(records, 8, seed=0, power=0.5)
+    per_class_draw = np.bincount([r.label for r in records], weights=sampler.weights.numpy(), minlength=8)
+    assert np.allclose(per_class_draw / per_class_draw.sum(), np.sqrt(counts) / np.sqrt(counts).sum())
+    total = per_class_draw * w  # share of draws x loss weight
+    assert np.allclose(total, total[0])
+    full = class_weights(records, 8).numpy()  # 'loss' alone: DF weighs 54x NV
+    assert full[5] / full[1] == pytest.approx(12875 / 239, rel=1e-5)
 
 
 def test_balanced_sampler_draws_classes_equally():

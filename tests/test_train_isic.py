@@ -1,6 +1,8 @@
 """eval/train_isic.py end to end on a tiny ISIC-layout fixture: run files, resume, refusals, user errors, prediction."""
 import csv
+import hashlib
 import json
+import os
 import subprocess
 import sys
 
@@ -65,27 +67,43 @@ def read_csv(path):
 
 def test_end_to_end_writes_every_file(finished_run, isic):
     run = finished_run
-    for name in ("config.json", "history.jsonl", "metrics.json", "predictions_val.csv", "confusion_matrix.png",
-                 "curves.png", "ckpt.pt", "best.pt", "split.csv", "finished.json"):
+    for name in ("config.json", "history.jsonl", "metrics.json", "predictions_val.csv", "predictions_test.csv",
+                 "confusion_matrix.png", "confusion_matrix_val.png", "curves.png", "ckpt.pt", "best.pt", "split.csv",
+                 "runtime.json", "finished.json"):
         assert (run / name).is_file(), name
     assert len(list((run / "cam").glob("*.png"))) == 3
     history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
     assert [h["epoch"] for h in history] == [1, 2]
 
     metrics = json.loads((run / "metrics.json").read_text())
-    for key in ("accuracy", "balanced_accuracy", "auc_macro", "recall", "best_epoch", "genotype_source"):
-        assert key in metrics, key
+    assert metrics["headline"] == "test" and metrics["genotype_source"] == "CNAS_ISIC_s4"
+    for key in ("accuracy", "balanced_accuracy", "auc_macro", "recall", "n"):  # the headline: test, selected model
+        assert metrics[key] == metrics["test"][key], key
     assert list(metrics["recall"]) == CLASSES
-    assert metrics["genotype_source"] == "CNAS_ISIC_s4"
+    best = metrics["best_epoch"]
+    assert metrics["test"]["epoch"] == metrics["val_selected"]["epoch"] == best and metrics["val_last"]["epoch"] == 2
+    for section in ("test", "val_selected", "val_last"):
+        assert {"accuracy", "balanced_accuracy", "auc_macro", "recall", "precision", "confusion_matrix", "loss",
+                "n"} <= set(metrics[section]), section
+    # the validation numbers are the ones the epochs logged: the selected epoch's and the last one's
+    assert metrics["val_selected"]["balanced_accuracy"] == pytest.approx(history[best - 1]["val_balanced_accuracy"])
+    assert metrics["val_last"]["balanced_accuracy"] == pytest.approx(history[-1]["val_balanced_accuracy"])
+    assert max(h["val_balanced_accuracy"] for h in history) == pytest.approx(metrics["val_selected"]["balanced_accuracy"])
 
-    rows = read_csv(run / "predictions_val.csv")
-    assert rows[0] == ["image", *CLASSES]  # the ground-truth CSV's order, UNK included
     split = read_csv(run / "split.csv")
-    val_ids = [r[0] for r in split[1:] if r[1] == "val"]
-    assert sorted(r[0] for r in rows[1:]) == sorted(val_ids) and len(rows) - 1 == metrics["n"]
-    # the ISIC challenge's way of scoring the saved predictions gives metrics.json's number
-    scored = balanced_accuracy_from_csv(run / "predictions_val.csv", isic / "ISIC_2019_Training_GroundTruth.csv")
-    assert scored == pytest.approx(metrics["balanced_accuracy"], abs=1e-12)
+    assert metrics["split_sha1"] == hashlib.sha1((run / "split.csv").read_bytes()).hexdigest()
+    ids = {s: [r[0] for r in split[1:] if r[1] == s] for s in ("train", "val", "test")}
+    assert all(ids.values()) and len(set(sum(ids.values(), []))) == len(split) - 1 == 36  # disjoint, all images
+    assert metrics["dataset"] == {"layout": "isic2019", "root": str(isic), "classes": CLASSES, "n_train": len(ids["train"]),
+                                  "n_val": len(ids["val"]), "n_test": len(ids["test"]), "carved": ["val", "test"]}
+    truth = isic / "ISIC_2019_Training_GroundTruth.csv"
+    for name, section in (("val", "val_selected"), ("test", "test")):
+        rows = read_csv(run / f"predictions_{name}.csv")
+        assert rows[0] == ["image", *CLASSES]  # the ground-truth CSV's order, UNK included
+        assert sorted(r[0] for r in rows[1:]) == sorted(ids[name]) and len(rows) - 1 == metrics[section]["n"]
+        # the ISIC challenge's way of scoring the saved predictions gives metrics.json's number
+        scored = balanced_accuracy_from_csv(run / f"predictions_{name}.csv", truth)
+        assert scored == pytest.approx(metrics[section]["balanced_accuracy"], abs=1e-12)
 
     best = torch.load(run / "best.pt", map_location="cpu", weights_only=True)
     ckpt = torch.load(run / "ckpt.pt", map_location="cpu", weights_only=True)
@@ -112,19 +130,21 @@ def test_resumed_run_matches_uninterrupted(script, finished_run, isic, tmp_path,
     assert not (out / "metrics.json").exists()
     monkeypatch.setattr(script, "save_checkpoint", real_save)
     capsys.readouterr()
-    script.main(args)
+    script.main(args + ["--ALLOW_RUNTIME_CHANGE=True", "--NUM_WORKERS=0"])  # neither is compared on resume
     log = capsys.readouterr().out
     assert "resumed from" in log and "epoch 1/2 |" not in log and "epoch 2/2 |" in log  # epoch 1 not trained again
 
     full = json.loads((finished_run / "metrics.json").read_text())
     resumed = json.loads((out / "metrics.json").read_text())
-    for key in ("balanced_accuracy", "accuracy", "auc_macro", "val_loss", "recall", "confusion_matrix", "best_epoch"):
+    for key in ("balanced_accuracy", "accuracy", "auc_macro", "recall", "n", "best_epoch", "split_sha1", "test",
+                "val_selected", "val_last"):
         assert resumed[key] == full[key], key
     drop = ("seconds",)
     strip = lambda path: [{k: v for k, v in json.loads(line).items() if k not in drop}  # noqa: E731
                           for line in path.read_text().splitlines()]
     assert strip(out / "history.jsonl") == strip(finished_run / "history.jsonl")
-    assert (out / "predictions_val.csv").read_text() == (finished_run / "predictions_val.csv").read_text()
+    for name in ("predictions_val.csv", "predictions_test.csv", "split.csv"):
+        assert (out / name).read_text() == (finished_run / name).read_text(), name
 
 
 def test_finished_run_folder_is_refused(script, finished_run, isic):
@@ -155,6 +175,84 @@ def test_user_errors_exit_2_with_one_line(script, tmp_path, capsys):
 
     err = _cli_error(script, capsys, [f"--DATA_DIR={bad}", "--CLASS_BALANCE=sometimes", *TINY])
     assert "CLASS_BALANCE" in err
+
+
+@pytest.mark.parametrize("setting, named", [
+    ("--MEAN=(0.5,0.5)", "MEAN"), ("--STD=(0.2,0.2,0)", "STD"), ("--CROP_SCALE=(0.4,'1')", "CROP_SCALE"),
+    ("--CROP_SCALE=(0.9,0.4)", "CROP_SCALE"), ("--LR=-0.1", "LR"), ("--TEST_FRACTION=0.8", "TEST_FRACTION"),
+    ("--TEST_FRACTION=1.2", "TEST_FRACTION"), ("--BATCH_SIZE=1", "BATCH_SIZE"), ("--LABEL_SMOOTHING=1.0", "LABEL_SMOOTHING"),
+    ("--DATA_DIR=[1]", "DATA_DIR"), ("--LAYOUT=folders", "LAYOUT"), ("--SPLIT_SEED=-1", "SPLIT_SEED"),
+])
+def test_mistyped_setting_stops_before_any_folder(script, isic, tmp_path, capsys, setting, named):
+    out = tmp_path / "run"
+    err = _cli_error(script, capsys, [f"--DATA_DIR={isic}", f"--OUT_DIR={out}", *TINY, setting])
+    assert err.startswith("error: --") and f"--{named}=" in err and not out.exists()
+
+
+def test_corrected_command_runs_after_a_typo(script, isic, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = [f"--DATA_DIR={isic}", f"--OUT_DIR={out}", *TINY, "--EPOCHS=1", "--N_CAM=0"]
+    with pytest.raises(ConfigError, match=r"--MEAN=\(0.5, 0.5\): needs 3 numbers"):
+        script.main(args + ["--MEAN=(0.5,0.5)"])
+    assert not out.exists()
+    assert script.main(args + ["--MEAN=(0.5,0.5,0.5)"]) == out and (out / "finished.json").exists()
+    assert json.loads((out / "config.json").read_text())["MEAN"] == [0.5, 0.5, 0.5]
+
+
+def test_resume_refuses_another_runtime_or_other_data(script, tmp_path, monkeypatch, capsys):
+    data = tmp_path / "isic"
+    truth = write_isic(data, n=24)
+    out = tmp_path / "run"
+    args = [f"--DATA_DIR={data}", f"--OUT_DIR={out}", *TINY, "--N_CAM=0"]
+    real_save = script.save_checkpoint
+
+    def kill_after_first_epoch(path, obj):
+        real_save(path, obj)
+        if path.name == "ckpt.pt":
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(script, "save_checkpoint", kill_after_first_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        script.main(args)
+    monkeypatch.setattr(script, "save_checkpoint", real_save)
+    assert json.loads((out / "runtime.json").read_text())["autocast"] == "off"  # resolved on this CPU
+    files = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+
+    # bf16 autocast now (as a CUDA run's 'auto' would resolve): refused, the folder untouched
+    err = _cli_error(script, capsys, args + ["--AMP=bf16"])
+    assert "ALLOW_RUNTIME_CHANGE" in err and "autocast" in err
+    # the data changed since the run began: refused
+    text = truth.read_text().splitlines()
+    truth.write_text("\n".join(text[:-1]) + "\n")
+    err = _cli_error(script, capsys, args)
+    assert "split.csv differs" in err
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == files
+    truth.write_text("\n".join(text) + "\n")
+    # the user says so: the run goes on under bf16 autocast
+    script.main(args + ["--AMP=bf16", "--ALLOW_RUNTIME_CHANGE=True"])
+    assert "epoch 2/2 |" in capsys.readouterr().out and (out / "finished.json").exists()
+    assert json.loads((out / "runtime.json").read_text())["autocast"] == "bfloat16"
+
+
+def test_dermamnist_npz_is_scored_on_its_own_test_split(script, tmp_path):
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for split, n in (("train", 28), ("val", 14), ("test", 14)):
+        labels = np.arange(n) % 7
+        arrays[f"{split}_images"] = (rng.integers(0, 60, (n, 16, 16, 3)) + labels[:, None, None, None] * 25).astype(np.uint8)
+        arrays[f"{split}_labels"] = labels.reshape(n, 1)
+    np.savez(tmp_path / "dermamnist.npz", **arrays)
+    out = tmp_path / "run"
+    script.main([f"--DATA_DIR={tmp_path / 'dermamnist.npz'}", f"--OUT_DIR={out}", *TINY, "--EPOCHS=1", "--N_CAM=0"])
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["dataset"]["carved"] == [] and metrics["n"] == metrics["dataset"]["n_test"] == 14
+    assert sorted(r[0] for r in read_csv(out / "predictions_test.csv")[1:]) == sorted(f"test_{i}" for i in range(14))
+    assert [r[0] for r in read_csv(out / "split.csv")[1:] if r[1] == "test"] == [f"test_{i}" for i in range(14)]
+
+
+def test_num_workers_default_fits_the_machine(script):
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert script.NUM_WORKERS == min(4, cores)
 
 
 def test_unknown_genotype_from_the_command_line(tmp_path):
@@ -209,9 +307,12 @@ def test_gpu_settings_sampler_and_a_broken_file(script, tmp_path, capsys):
     skipped = read_csv(out / "skipped_files.csv")
     assert len(skipped) == 2 and skipped[1][0].endswith("ISIC_0000004.jpg")
     metrics = json.loads((out / "metrics.json").read_text())
-    val_ids = [r[0] for r in read_csv(out / "split.csv")[1:] if r[1] == "val"]
-    predicted = [r[0] for r in read_csv(out / "predictions_val.csv")[1:]]
-    assert "ISIC_0000004" not in predicted and metrics["n"] == len(predicted) == len(set(val_ids) - {"ISIC_0000004"})
+    split = read_csv(out / "split.csv")[1:]
+    for name, section in (("val", "val_selected"), ("test", "test")):
+        ids = [r[0] for r in split if r[1] == name]
+        predicted = [r[0] for r in read_csv(out / f"predictions_{name}.csv")[1:]]
+        assert "ISIC_0000004" not in predicted
+        assert metrics[section]["n"] == len(predicted) == len(set(ids) - {"ISIC_0000004"})
     assert len(list((out / "cam").glob("*.png"))) == 1
 
 
