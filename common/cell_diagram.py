@@ -1,44 +1,61 @@
 """Cell diagrams with Graphviz: always the .gv source, PNG and PDF when the `dot` program is installed."""
 import shutil
-import subprocess
 from pathlib import Path
 
-INSTALL_HINT = "install Graphviz to render cell diagrams (Debian/Ubuntu: apt-get install graphviz; macOS: brew install graphviz)"
+import graphviz
+
+from common.runs import atomic_write_bytes, atomic_write_text
+
+INSTALL_HINT = ("install Graphviz to render cell diagrams "
+                "(Debian/Ubuntu: apt-get install graphviz; macOS: brew install graphviz)")
+FORMATS = ("png", "pdf")  # rendered beside the .gv source
+DPI = "80"  # PNG resolution, dots per inch: a 5-node normal cell comes out about 650 x 400 px
+INPUT_COLOR, NODE_COLOR, OUTPUT_COLOR = "#a8d5a2", "#aed6f1", "#f5cba7"  # green inputs, blue nodes, orange output
 
 
-def cell_source(cell, concat, title):
-    """Graphviz DOT text for one cell: inputs c_{k-2}, c_{k-1}, numbered nodes, edges labelled with ops."""
+def cell_graph(cell, concat, title):
+    """graphviz.Digraph of one cell: inputs c_{k-2}, c_{k-1}, numbered nodes, edges labelled with ops, output c_{k}."""
     names = ["c_{k-2}", "c_{k-1}"] + [str(i) for i in range(len(cell) // 2)]
-    lines = [
-        "digraph cell {",
-        f'  label="{title}"; labelloc=t; fontsize=20; fontname="Helvetica"; rankdir=LR;',
-        '  node [style="rounded,filled", shape=rect, fontname="Helvetica", fontsize=16, penwidth=2, height=0.5];',
-        '  edge [fontname="Helvetica", fontsize=13, penwidth=1.5];',
-        '  "c_{k-2}" [fillcolor="#a8d5a2"]; "c_{k-1}" [fillcolor="#a8d5a2"];',
-        '  "c_{k}" [fillcolor="#f5cba7"];',
-    ]
-    lines += [f'  "{n}" [fillcolor="#aed6f1"];' for n in names[2:]]
+    g = graphviz.Digraph(
+        "cell",
+        graph_attr={"label": title, "labelloc": "t", "fontsize": "20", "fontname": "Helvetica", "rankdir": "LR",
+                    "dpi": DPI},
+        node_attr={"style": "rounded,filled", "shape": "rect", "fontname": "Helvetica", "fontsize": "16",
+                   "penwidth": "2", "height": "0.5"},
+        edge_attr={"fontname": "Helvetica", "fontsize": "13", "penwidth": "1.5"},
+    )
+    for name in names[:2]:
+        g.node(name, fillcolor=INPUT_COLOR)
+    g.node("c_{k}", fillcolor=OUTPUT_COLOR)
+    for name in names[2:]:
+        g.node(name, fillcolor=NODE_COLOR)
     for i, (op, state) in enumerate(cell):
-        lines.append(f'  "{names[state]}" -> "{names[2 + i // 2]}" [label="{op}"];')
-    lines += [f'  "{names[s]}" -> "c_{{k}}" [color=gray];' for s in concat]
-    lines.append("}")
-    return "\n".join(lines) + "\n"
+        g.edge(names[state], names[2 + i // 2], label=op)  # edges 2i and 2i+1 feed node i
+    for state in concat:
+        g.edge(names[state], "c_{k}", color="gray")
+    return g
 
 
 def write_cell_diagrams(genotype, out_dir, log=print):
     """normal_cell.{gv,png,pdf} and reduce_cell.{gv,png,pdf}; returns the written paths. Never raises for missing dot."""
-    out_dir, dot, written = Path(out_dir), shutil.which("dot"), []
+    out_dir, written, missing = Path(out_dir), [], shutil.which("dot") is None
     for kind in ("normal", "reduce"):
+        g = cell_graph(getattr(genotype, kind), getattr(genotype, kind + "_concat"), f"{kind} cell")
         gv = out_dir / f"{kind}_cell.gv"
-        gv.write_text(cell_source(getattr(genotype, kind), getattr(genotype, kind + "_concat"), f"{kind} cell"))
+        atomic_write_text(gv, g.source)
         written.append(gv)
-        for fmt in ("png", "pdf") if dot else ():
+        for fmt in () if missing else FORMATS:
             target = gv.with_suffix("." + fmt)
-            result = subprocess.run([dot, f"-T{fmt}", "-Gdpi=80", str(gv), "-o", str(target)], capture_output=True, text=True)
-            if result.returncode == 0:
-                written.append(target)
-            else:
-                log(f"warning: dot could not render {gv.name}: {result.stderr.strip()[:200]}")
-    if not dot:
+            try:
+                atomic_write_bytes(target, g.pipe(format=fmt, engine="dot", quiet=True))
+            except graphviz.ExecutableNotFound:  # dot vanished from PATH after the check above
+                missing = True
+                break
+            except graphviz.CalledProcessError as exc:  # a broken Graphviz install: keep the source, go on
+                stderr = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else str(exc.stderr)
+                log(f"warning: dot could not render {gv.name}: {stderr.strip()[:200]}")
+                continue
+            written.append(target)
+    if missing:
         log(f"cell diagrams: kept the Graphviz sources ({out_dir}/*_cell.gv); {INSTALL_HINT}")
     return written
