@@ -17,7 +17,8 @@ from common import genotypes as G
 from common.device import Runtime, runtime
 from common.model_card import count_macs, count_params
 from common.networks import EvalNetwork
-from common.trial import NonFiniteLoss, run_trial
+from common.memory import probe_step
+from common.trial import CandidateTrainer, NonFiniteLoss, run_trial
 from common.views import ViewMaker
 
 SCORES = ("nce", "naswot", "synflow")
@@ -78,6 +79,27 @@ def budget_check(sample, cfg):
     if cfg["MAX_MACS"] is not None and macs > cfg["MAX_MACS"]:
         over.append(f"{macs / 1e6:.0f}M MACs > MAX_MACS {cfg['MAX_MACS'] / 1e6:.0f}M")
     return {"genotype": G.to_dict(genotype), "params": params, "macs": macs}, "; ".join(over) or None
+
+
+def largest_candidate(steps=G.STEPS):
+    """The cell with the largest training footprint in the space: every edge a separable conv (they keep the most
+    activations for backward) reading the cell inputs."""
+    cell = [("sep_conv_3x3", s) for _ in range(steps) for s in (0, 1)]
+    concat = list(range(2 + steps - G.CONCAT_LAST, 2 + steps))
+    return G.Genotype(cell, concat, cell, concat)
+
+
+def step_memory(ctx):
+    """Peak memory of one training step of the largest candidate at BATCH_SIZE (common/memory.py's probe)."""
+    cfg, rt = ctx.cfg, ctx.rt
+    probe = CandidateTrainer(largest_candidate(), ctx.images, ctx.views, seed=cfg["SEED"], **trainer_settings(cfg, rt))
+    idx = torch.arange(len(ctx.images), device=rt.device)
+    batch = min(cfg["BATCH_SIZE"], len(ctx.images))
+    try:  # a throwaway trainer: the probe steps train it
+        return probe_step(lambda b: probe.step(idx[:b]), rt.device, batch_size=batch, params=probe.model.parameters())
+    finally:
+        del probe
+        release_memory(rt.device)
 
 
 def repeat_seeds(seed, repeats):

@@ -5,6 +5,7 @@
 
 Any constant below can be overridden as --NAME=value. Results go to OUT_DIR (see README.md).
 """
+import math
 import sys
 from pathlib import Path
 
@@ -23,7 +24,8 @@ from common.images import build_cache, cache_path_for, list_images, skipped_summ
 from common.runs import atomic_write_json, mark_finished, new_run_dir, open_run_dir  # noqa: E402
 from common.search_loop import InlineExecutor, SearchLoop, SearchStopped, eta_minutes  # noqa: E402
 from common.executors import KINDS, make_executor  # noqa: E402
-from common.search_trial import SCORES, budget_check, evaluate_trial, worker_run, worker_setup  # noqa: E402
+from common.memory import check_fits, memory_line  # noqa: E402
+from common.search_trial import SCORES, budget_check, evaluate_trial, step_memory, worker_run, worker_setup  # noqa: E402
 from common.tpe import make_suggest, search_space  # noqa: E402
 
 # -----------------------------------------------------------------------------
@@ -186,6 +188,23 @@ def progress_line(record, loop, capacity):
             f"{record.get('reason')}")
 
 
+def trials_per_device(cfg, device):
+    """How many trials share one device's memory at a time."""
+    if cfg["EXECUTOR"] == "ray":
+        return cfg["TRIALS_PER_GPU"] if device.type == "cuda" else 1  # other nodes' memory is not ours to check
+    if device.type == "cuda":
+        return math.ceil(cfg["WORKERS"] / torch.cuda.device_count())
+    return cfg["WORKERS"]
+
+
+def check_memory(mem, cfg, rt, n_images):
+    """Print the step memory beside the device; stop with one line naming BATCH_SIZE when it cannot fit."""
+    sharing = trials_per_device(cfg, rt.device)
+    need = mem.bytes_at(min(cfg["BATCH_SIZE"], n_images)) * sharing
+    print(memory_line(need, rt.device) + (f" ({sharing} trials at a time)" if sharing > 1 else ""))
+    check_fits(need, rt.device, batch_size=cfg["BATCH_SIZE"], per_image=mem.per_image * sharing)
+
+
 def main(argv=None):
     # ---- config ------------------------------------------------------------------------------------------
     cfg, from_preset = configure(globals(), argv, PRESETS)
@@ -219,11 +238,16 @@ def main(argv=None):
           f"{cfg['N_TRIALS']} trials" + (f" x {cfg['EPOCHS']} epochs x {cfg['REPEATS']} seed(s)" if cfg["SCORE"] == "nce" else "")
           + (f" | {cfg['WORKERS']} at a time ({cfg['EXECUTOR']})" if cfg["WORKERS"] > 1 or cfg["EXECUTOR"] != "local" else ""))
 
+    # ---- memory: one probe of the largest candidate, before the first trial ----------------------------------
+    ctx = worker_setup(setup, cfg["DEVICE"], 0)
+    if cfg["SCORE"] == "nce":
+        check_memory(step_memory(ctx), cfg, rt, len(images))
+
     # ---- search loop -------------------------------------------------------------------------------------
     if cfg["WORKERS"] == 1 and cfg["EXECUTOR"] == "local":
-        ctx = worker_setup(setup, cfg["DEVICE"], 0)
         executor = InlineExecutor(lambda task: evaluate_trial(task, ctx), rt.device)
     else:
+        del ctx  # the workers hold their own copies of the images
         executor = make_executor(cfg["EXECUTOR"], workers=cfg["WORKERS"], worker_setup=worker_setup,
                                  worker_fn=worker_run, setup_args=setup, device=cfg["DEVICE"], threads=cfg["THREADS"],
                                  ray_address=cfg["RAY_ADDRESS"], trials_per_gpu=cfg["TRIALS_PER_GPU"])

@@ -436,3 +436,20 @@ def test_a_budget_nothing_fits_stops_with_the_smallest_size(images, tmp_path):
     with pytest.raises(Exception, match=r"3 proposals in a row were over budget; the smallest had 0\.\d\dM"):
         _search(tmp_path / "run", images, "--N_TRIALS=2", "--MAX_PARAMS=1000", "--MAX_OVER_BUDGET=3")
     assert [t["status"] for t in _trials(tmp_path / "run")] == ["over_budget"] * 3
+
+
+# ---- issue 12: the step's memory is measured before the first trial ------------------------------------------------
+
+
+def test_the_search_prints_its_step_memory(tiny_run, images, tmp_path, capsys):
+    _search(tmp_path / "run", images, "--N_TRIALS=1")
+    assert "step memory: about" in capsys.readouterr().out
+
+
+def test_a_batch_that_cannot_fit_stops_before_training(images, tmp_path, monkeypatch):
+    import common.memory
+
+    monkeypatch.setattr(common.memory, "available_bytes", lambda device: 10_000_000)  # a 10 MB device
+    with pytest.raises(ConfigError, match=r"BATCH_SIZE=8: one training step needs about .* MB on cpu") as err:
+        _search(tmp_path / "run", images, "--N_TRIALS=1")
+    assert "\n" not in str(err.value) and not (tmp_path / "run" / "trials.jsonl").exists()
