@@ -9,7 +9,7 @@ class ConfigError(ValueError):
 
 
 def _parse(name, text, default):
-    if isinstance(default, str) and not text[:1] in "\"'":
+    if isinstance(default, str) and text[:1] not in "\"'":
         return text  # strings need no quotes on the command line
     try:
         value = ast.literal_eval(text)

@@ -269,7 +269,7 @@ def build_cache(paths, size, cache_file=None, workers=None, progress=True):
         try:
             _save_cache(cache_file, size, names, sizes, mtimes, images, kept, skipped)
         except OSError as exc:  # a read-only or full disk must not cost the decoding just done
-            warnings.warn(f"could not write the image cache {cache_file} ({exc}); continuing without it")
+            warnings.warn(f"could not write the image cache {cache_file} ({exc}); continuing without it", stacklevel=2)
     return images, [paths[i] for i in kept], [(paths[i], r) for i, r in skipped]
 
 

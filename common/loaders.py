@@ -16,7 +16,6 @@ from common.datasets import DatasetError
 from common.images import BadImage, open_rgb, parallel_map
 from common.runs import atomic_write_bytes, atomic_write_text
 
-
 # ------------------------------------------------------------------------------------------- torch dataset
 
 

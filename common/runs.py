@@ -13,7 +13,7 @@ RUNS_ROOT = REPO_ROOT / "runs"  # default home of run folders: runs/search/<stam
 FINISHED = "finished.json"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _umask():
     mask = os.umask(0o022)  # reading the umask means setting it; put it straight back
     os.umask(mask)
@@ -106,5 +106,7 @@ def mark_finished(path, summary=None):
 def newest_run(kind, must_contain):
     """The newest folder under runs/<kind>/ that holds `must_contain`, or None."""
     root = RUNS_ROOT / kind
-    runs = sorted((p for p in root.glob("*") if (p / must_contain).exists()), key=lambda p: p.stat().st_mtime) if root.exists() else []
+    if not root.exists():
+        return None
+    runs = sorted((p for p in root.glob("*") if (p / must_contain).exists()), key=lambda p: p.stat().st_mtime)
     return runs[-1] if runs else None

@@ -15,9 +15,9 @@ from tqdm import tqdm
 
 from common import genotypes as G
 from common.device import Runtime, runtime
+from common.memory import probe_step
 from common.model_card import count_macs, count_params
 from common.networks import EvalNetwork
-from common.memory import probe_step
 from common.trial import CandidateTrainer, NonFiniteLoss, run_trial
 from common.views import ViewMaker
 
@@ -92,14 +92,14 @@ def largest_candidate(steps=G.STEPS):
 def step_memory(ctx):
     """Peak memory of one training step of the largest candidate at BATCH_SIZE (common/memory.py's probe)."""
     cfg, rt = ctx.cfg, ctx.rt
-    probe = CandidateTrainer(largest_candidate(), ctx.images, ctx.views, seed=cfg["SEED"], **trainer_settings(cfg, rt))
+    trainer = CandidateTrainer(largest_candidate(), ctx.images, ctx.views, seed=cfg["SEED"], **trainer_settings(cfg, rt))
     idx = torch.arange(len(ctx.images), device=rt.device)
     batch = min(cfg["BATCH_SIZE"], len(ctx.images))
-    try:  # a throwaway trainer: the probe steps train it
-        return probe_step(lambda b: probe.step(idx[:b]), rt.device, batch_size=batch, params=probe.model.parameters())
-    finally:
-        del probe
-        release_memory(rt.device)
+    # a throwaway trainer: the probe steps train it
+    mem = probe_step(lambda b: trainer.step(idx[:b]), rt.device, batch_size=batch, params=trainer.model.parameters())
+    trainer = None
+    release_memory(rt.device)
+    return mem
 
 
 def repeat_seeds(seed, repeats):

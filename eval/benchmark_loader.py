@@ -129,8 +129,8 @@ def model_img_s(n_classes, device):
 def main(argv=None):
     from common.config import ConfigError, configure, format_config
     from common.datasets import DatasetError, load_labeled
-    from common.loaders import prepare_resized
     from common.device import pick_device
+    from common.loaders import prepare_resized
     from common.runs import REPO_ROOT
 
     try:
@@ -177,7 +177,7 @@ def main(argv=None):
     # --- loader passes
     best = [0.0] * len(cases)
     for _ in range(ROUNDS):
-        for k, (source, draft, recs, min_side) in enumerate(cases):
+        for k, (_source, _draft, recs, min_side) in enumerate(cases):
             img_s, bad = loader_img_s(recs, data.arrays, min_side, batch, NUM_WORKERS, pin)
             skipped += [s for s in bad if s not in skipped]
             best[k] = max(best[k], img_s)

@@ -19,12 +19,12 @@ from common.cell_diagram import write_cell_diagrams  # noqa: E402
 from common.config import ConfigError, check_choice, check_number, check_tuple, configure, format_config, run_cli  # noqa: E402
 from common.demo_lesions import ensure_demo_dataset  # noqa: E402
 from common.device import check_resumed_runtime, runtime  # noqa: E402
+from common.executors import KINDS, make_executor  # noqa: E402
 from common.figures import plot_search_curve  # noqa: E402
 from common.images import build_cache, cache_path_for, list_images, skipped_summary, write_skipped  # noqa: E402
+from common.memory import check_fits, memory_line  # noqa: E402
 from common.runs import atomic_write_json, mark_finished, new_run_dir, open_run_dir  # noqa: E402
 from common.search_loop import InlineExecutor, SearchLoop, SearchStopped, eta_minutes  # noqa: E402
-from common.executors import KINDS, make_executor  # noqa: E402
-from common.memory import check_fits, memory_line  # noqa: E402
 from common.search_trial import SCORES, budget_check, evaluate_trial, step_memory, worker_run, worker_setup  # noqa: E402
 from common.tpe import make_suggest, search_space  # noqa: E402
 
@@ -182,8 +182,9 @@ def progress_line(record, loop, capacity):
     if record["status"] == "ok":
         best = min(r["loss"] for r in loop.ok())
         spread = f" ± {record['loss_std']:.4f}" if "loss_std" in record else ""
+        eta = eta_minutes(loop.records, cfg["N_TRIALS"], capacity)
         return (f"trial {n_ok}/{cfg['N_TRIALS']} (#{record['trial']}) | loss {record['loss']:.4f}{spread} | "
-                f"best {best:.4f} | {record['seconds']:.0f} s | ETA {eta_minutes(loop.records, cfg['N_TRIALS'], capacity):.1f} min")
+                f"best {best:.4f} | {record['seconds']:.0f} s | ETA {eta:.1f} min")
     return (f"trial #{record['trial']} failed ({loop.count('fail')}/{cfg['MAX_FAILURES']} allowed): "
             f"{record.get('reason')}")
 

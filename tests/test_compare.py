@@ -3,10 +3,10 @@ import csv
 import json
 
 import pytest
-from conftest import load_script
 from PIL import Image
 
 from common.config import ConfigError
+from conftest import load_script
 
 CLASSES = ["MEL", "NV", "BCC"]
 SPLIT = "ab" * 20  # a sha1's length

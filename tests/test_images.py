@@ -10,8 +10,16 @@ import pytest
 from PIL import Image, ImageFile
 
 from common import images
-from common.images import (BadImage, build_cache, cache_path_for, list_images, load_resized, open_rgb,
-                           skipped_summary, write_skipped)
+from common.images import (
+    BadImage,
+    build_cache,
+    cache_path_for,
+    list_images,
+    load_resized,
+    open_rgb,
+    skipped_summary,
+    write_skipped,
+)
 
 
 def _noise(w, h, seed=0):

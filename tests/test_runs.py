@@ -4,8 +4,15 @@ import json
 import pytest
 
 from common.config import ConfigError
-from common.runs import (append_jsonl, atomic_write_bytes, atomic_write_json, atomic_write_text, mark_finished,
-                         open_run_dir, read_jsonl)
+from common.runs import (
+    append_jsonl,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    mark_finished,
+    open_run_dir,
+    read_jsonl,
+)
 
 
 def test_atomic_writes_leave_only_the_target(tmp_path):
