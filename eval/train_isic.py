@@ -2,12 +2,14 @@
 
     cd eval && python train_isic.py                          # demo: built-in lesions, small model, CPU-sized
     python train_isic.py --DATA_DIR=/data/ISIC2019           # real data with the paper's settings (PRESET 'paper')
+    python train_isic.py --DATA_DIR=/data/ISIC2019 --ARCH=resnet18   # a torchvision baseline, same data and recipe
     python train_isic.py --PREDICT_DIR=/data/ISIC2019_Test --CHECKPOINT=../runs/eval/<run>/best.pt
                                                              # ISIC submission CSV for unlabeled images, no training
 
 Any constant below can be set as --NAME=value. Rerunning the same command with --OUT_DIR=<run folder>
 resumes an interrupted run from its ckpt.pt; a finished run folder is never written again.
 """
+import copy
 import hashlib
 import json
 import math
@@ -22,7 +24,8 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `common` from the repo root
 
-from common import runs  # noqa: E402
+from common import baselines, model_card, runs  # noqa: E402  (modules: their upper-case names are not settings here)
+from common.baselines import WithAux, build_baseline, cam_layer  # noqa: E402
 from common.cam import GradCAM, pick_cam_samples, save_cam_figure  # noqa: E402
 from common.config import (  # noqa: E402
     ConfigError,
@@ -33,9 +36,9 @@ from common.config import (  # noqa: E402
     format_config,
     run_cli,
 )
+from common.datasets import LAYOUTS as _LAYOUTS  # noqa: E402  (private names: an imported tuple is no setting)
+from common.datasets import SPLITS as _SPLITS  # noqa: E402
 from common.datasets import (  # noqa: E402
-    LAYOUTS,
-    SPLITS,
     DatasetError,
     Record,
     balanced_sampler,
@@ -45,7 +48,9 @@ from common.datasets import (  # noqa: E402
     split_table,
 )
 from common.demo_lesions import ensure_demo_dataset  # noqa: E402
-from common.device import AMP_CHOICES, CHANNELS_LAST_CHOICES, check_resumed_runtime, runtime  # noqa: E402
+from common.device import AMP_CHOICES as _AMP_CHOICES  # noqa: E402
+from common.device import CHANNELS_LAST_CHOICES as _CHANNELS_LAST_CHOICES  # noqa: E402
+from common.device import check_resumed_runtime, runtime  # noqa: E402
 from common.figures import plot_confusion_matrix, plot_training_curves  # noqa: E402
 from common.genotypes import from_dict, resolve, to_dict  # noqa: E402
 from common.images import BadImage, list_images, skipped_summary, write_skipped  # noqa: E402
@@ -67,10 +72,14 @@ from common.training import (  # noqa: E402
 # -----------------------------------------------------------------------------
 # architecture
 GENOTYPE = None  # name in common/genotypes.py | best_genotype.json | search run; None = newest search, else CNAS_ISIC_s5
-INIT_CHANNELS = 58  # C, channels of the first cells (doubled at each reduction); even
-LAYERS = 24  # cells; reduction cells at 1/3 and 2/3 depth
-AUXILIARY_WEIGHT = 0.4  # weight of the auxiliary head's loss; 0 = no auxiliary head
-DROP_PATH_PROB = 0.0  # drop-path probability of the last epoch, ramped linearly from 0 (the paper's script: 0)
+ARCH = None  # None = the DARTS GENOTYPE; else a torchvision model trained from scratch: resnet18 | resnet50 |
+# mobilenet_v3_large | efficientnet_b0 | densenet121 (the same data, split, recipe, metrics and outputs as a genotype)
+PRETRAINED_WEIGHTS = None  # a torchvision ImageNet .pth you downloaded, for ARCH (never downloaded here); use
+# ImageNet's MEAN=(0.485, 0.456, 0.406), STD=(0.229, 0.224, 0.225) with it
+INIT_CHANNELS = 58  # C, channels of the first cells (doubled at each reduction); even; GENOTYPE only
+LAYERS = 24  # cells; reduction cells at 1/3 and 2/3 depth; GENOTYPE only
+AUXILIARY_WEIGHT = 0.4  # weight of the auxiliary head's loss; 0 = no auxiliary head; ignored with ARCH (it has none)
+DROP_PATH_PROB = 0.0  # drop-path probability of the last epoch, ramped linearly from 0 (the paper's script: 0); not ARCH
 # data
 DATA_DIR = None  # labeled dataset folder or DermaMNIST .npz; None = built-in demo lesions (data/demo_lesions)
 LAYOUT = "auto"  # auto | isic2019 | ham10000 | imagefolder | dermamnist
@@ -108,6 +117,9 @@ SEED = 0  # model init, split, sampler and augmentation
 # output
 OUT_DIR = None  # this run's folder; None = runs/eval/<timestamp>; an unfinished run folder is resumed
 N_CAM = 8  # validation images explained with Grad-CAM (correct and wrong ones), PNGs under cam/
+LATENCY_RUNS = 30  # timed CPU runs at batch 1 for the model card (after 5 warm-up runs)
+EXPORT_ONNX = False  # True: write model.onnx (dynamic batch) and check it with onnxruntime on a validation batch
+# (max |prob diff| <= 1e-4); a mismatch keeps it as model_rejected.onnx and ends the finished run with an error
 PREDICT_DIR = None  # folder of unlabeled images: predict them with CHECKPOINT into submission.csv, no training
 CHECKPOINT = None  # the best.pt used with PREDICT_DIR; None = the newest eval run's best.pt
 PRESET = "auto"  # auto (demo without DATA_DIR, else paper) | demo | paper: a set from PRESETS, applied over this block
@@ -127,17 +139,20 @@ PRESETS = {
                  NUM_WORKERS=0, THREADS=1),
 }
 _CKPT, _BEST, _HISTORY, _GENOTYPE_FILE = "ckpt.pt", "best.pt", "history.jsonl", "genotype.json"
+_CARD, _ONNX, _ONNX_REJECTED = "model_card.json", "model.onnx", "model_rejected.onnx"
+_ONNX_CHECK_IMAGES = 16  # validation images run through both PyTorch and onnxruntime
+_IMAGENET_MEAN, _IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # torchvision's ImageNet weights
 # may differ on resume; DEVICE, AMP and CHANNELS_LAST are compared as resolved (runtime.json), not as 'auto'
 _NO_RESUME_CHECK = ("OUT_DIR", "DEVICE", "AMP", "CHANNELS_LAST", "ALLOW_RUNTIME_CHANGE", "NUM_WORKERS", "THREADS",
-                    "DEBUG", "N_CAM")
+                    "DEBUG", "N_CAM", "LATENCY_RUNS", "EXPORT_ONNX")  # the last three act only after training
 # CLASS_BALANCE -> exponents p (weight count**-p) of the (sampler, loss weights); None = not used. A class's total
 # weight is count x draw weight x loss weight: the same for every class in all but 'none' ('both' splits the 1/count)
 _BALANCE_POWERS = {"loss": (None, 1.0), "sampler": (1.0, None), "both": (0.5, 0.5), "none": (None, None)}
 _CHOICES = {
-    "LAYOUT": ("auto", *LAYOUTS),
+    "LAYOUT": ("auto", *_LAYOUTS),
     "CLASS_BALANCE": tuple(_BALANCE_POWERS),
-    "AMP": AMP_CHOICES,
-    "CHANNELS_LAST": CHANNELS_LAST_CHOICES,
+    "AMP": _AMP_CHOICES,
+    "CHANNELS_LAST": _CHANNELS_LAST_CHOICES,
 }
 _RUNTIME = {"debug": DEBUG}  # the resolved DEBUG, for the error handler below main()
 
@@ -162,17 +177,19 @@ def resolve_config(argv=None):
 def check_config(cfg):
     """Every setting's type and range, so that a typo stops here, before any run folder or file is written
     (a folder made with the typo would refuse the corrected command). Tuples come back as tuples."""
-    for name in ("GENOTYPE", "DATA_DIR", "CSV_PATH", "OUT_DIR", "PREDICT_DIR", "CHECKPOINT", "RESIZED_CACHE", "DEVICE"):
+    for name in ("GENOTYPE", "ARCH", "PRETRAINED_WEIGHTS", "DATA_DIR", "CSV_PATH", "OUT_DIR", "PREDICT_DIR", "CHECKPOINT",
+                 "RESIZED_CACHE", "DEVICE"):
         if isinstance(cfg[name], int) and not isinstance(cfg[name], bool):
             cfg[name] = str(cfg[name])  # --DATA_DIR=2019: a folder named by digits
         if cfg[name] is not None and not isinstance(cfg[name], str):
             raise ConfigError(f"--{name}={cfg[name]!r}: expected a path or a name")
-    for name in ("ALLOW_MISSING", "NESTEROV", "ALLOW_RUNTIME_CHANGE", "DEBUG"):
+    for name in ("ALLOW_MISSING", "NESTEROV", "ALLOW_RUNTIME_CHANGE", "EXPORT_ONNX", "DEBUG"):
         if not isinstance(cfg[name], bool):
             raise ConfigError(f"--{name}={cfg[name]!r}: expected True or False")
     for name, low in (("INIT_CHANNELS", 2), ("LAYERS", 3), ("IMAGE_SIZE", 32), ("NUM_WORKERS", 0), ("EPOCHS", 1),
-                      ("BATCH_SIZE", 2), ("THREADS", 0), ("SEED", 0), ("SPLIT_SEED", 0), ("N_CAM", 0)):
+                      ("BATCH_SIZE", 2), ("THREADS", 0), ("SEED", 0), ("SPLIT_SEED", 0), ("N_CAM", 0), ("LATENCY_RUNS", 1)):
         check_number(cfg, name, low, integer=True)  # BATCH_SIZE >= 2: BatchNorm needs two images per batch
+    check_architecture(cfg)
     if cfg["INIT_CHANNELS"] % 2:
         raise ConfigError(f"--INIT_CHANNELS={cfg['INIT_CHANNELS']}: must be even (reduction cells halve it), e.g. 16")
     for name, lo, hi in (("DROP_PATH_PROB", 0, 1), ("MOMENTUM", 0, 1), ("LABEL_SMOOTHING", 0, 1)):
@@ -194,11 +211,25 @@ def check_config(cfg):
     return cfg
 
 
+def check_architecture(cfg):
+    """ARCH names a baseline or is None; GENOTYPE and PRETRAINED_WEIGHTS only where they apply. (Whether the weights
+    file fits ARCH is known once the model is built, which main() does before the run folder exists.)"""
+    if cfg["ARCH"] is None:
+        if cfg["PRETRAINED_WEIGHTS"] is not None:
+            raise ConfigError(f"--PRETRAINED_WEIGHTS={cfg['PRETRAINED_WEIGHTS']}: ImageNet weights are for a torchvision "
+                              f"ARCH ({', '.join(baselines.BASELINES)}); a DARTS genotype trains from scratch")
+        return
+    check_choice(cfg, "ARCH", baselines.BASELINES)
+    if cfg["GENOTYPE"] is not None:
+        raise ConfigError(f"--GENOTYPE={cfg['GENOTYPE']} and --ARCH={cfg['ARCH']}: set one of them (ARCH trains a "
+                          "torchvision model; GENOTYPE a DARTS network)")
+
+
 def print_banner(cfg, preset_changed):
     if cfg["PREDICT_DIR"] is not None:
         title = "predict an unlabeled folder (no training; the model's settings come from CHECKPOINT)"
     elif cfg["DATA_DIR"] is None:
-        title = "DEMO: built-in lesion images, small model"
+        title = f"DEMO: built-in lesion images, {cfg['ARCH'] or 'small model'}"
     else:
         title = f"training on {cfg['DATA_DIR']}"
     print(f"== train_isic: {title} (preset {cfg['PRESET']}) ==")
@@ -219,20 +250,35 @@ def choose_genotype(spec):
         raise ConfigError(str(exc)) from None
 
 
+def choose_architecture(cfg):
+    """(genotype or None, source): a baseline ARCH has no genotype; a run folder being resumed keeps the genotype it
+    began with (even if a newer search run exists by now); else GENOTYPE resolved. Reads, never writes: it runs
+    before the run folder exists, so that the model can be built (and a weights file refused) first."""
+    if cfg["ARCH"] is not None:
+        weights = cfg["PRETRAINED_WEIGHTS"]
+        return None, f"torchvision {cfg['ARCH']}" + (f", ImageNet backbone {Path(weights).name}" if weights else "")
+    saved = Path(cfg["OUT_DIR"]).expanduser() / _GENOTYPE_FILE if cfg["OUT_DIR"] is not None else None
+    kept = json.loads(saved.read_text()) if saved is not None and saved.is_file() else {}
+    if kept.get("genotype") is not None and not (saved.parent / runs.FINISHED).exists():
+        return from_dict(kept["genotype"]), kept["source"]  # (a folder of other settings is refused by open_run)
+    return choose_genotype(cfg["GENOTYPE"])
+
+
+def genotype_dict(genotype):
+    return to_dict(genotype) if genotype is not None else None  # None: a torchvision ARCH
+
+
 def open_run(cfg, genotype, source, rt):
-    """(run folder, resumed, genotype, source). A resumed run keeps the genotype it started with, and must run as it
-    started (device type, autocast, channels_last: runtime.json) unless ALLOW_RUNTIME_CHANGE."""
+    """(run folder, resumed). A resumed run must run as it started (device type, autocast, channels_last:
+    runtime.json) unless ALLOW_RUNTIME_CHANGE; genotype.json records the architecture once."""
     run_dir, resumed = runs.open_run_dir(cfg["OUT_DIR"] or runs.new_run_dir("eval"), cfg, ignore=_NO_RESUME_CHECK)
     check_resumed_runtime(run_dir, rt, cfg["ALLOW_RUNTIME_CHANGE"])
     saved = run_dir / _GENOTYPE_FILE
-    if resumed and saved.exists():  # even if a newer search run exists by now
-        kept = json.loads(saved.read_text())
-        genotype, source = from_dict(kept["genotype"]), kept["source"]
-    else:
-        runs.atomic_write_json(saved, {"genotype": to_dict(genotype), "source": source})
+    if not (resumed and saved.exists()):
+        runs.atomic_write_json(saved, {"genotype": genotype_dict(genotype), "source": source, "arch": cfg["ARCH"]})
     print(f"run folder: {run_dir}" + (" (resuming)" if resumed else f"  (to resume: --OUT_DIR={run_dir})"))
-    print(f"genotype: {source}")
-    return run_dir, resumed, genotype, source
+    print(f"{'genotype' if genotype is not None else 'architecture'}: {source}")
+    return run_dir, resumed
 
 
 # ----------------------------------------------------------------------------- data
@@ -274,13 +320,13 @@ def prepare_splits(cfg, data, run_dir, resumed):
                            "or relabelled?); resume with the data the run started on, or start a new OUT_DIR")
     runs.atomic_write_text(split_file, table)
     skipped = [(image_id, "listed in the CSV, no image file") for image_id in data.missing]
-    splits = {s: getattr(data, s) for s in SPLITS}
+    splits = {s: getattr(data, s) for s in _SPLITS}
     n_total = sum(map(len, splits.values())) + len(data.missing)
     cache = resized_cache_dir(cfg, data.root)
     if cache is not None and any(r.path is not None for records in splits.values() for r in records):
         side, bar = train_min_side(cfg), sys.stderr.isatty()
         print(f"data: resized copies (short side {side} px) in {cache}")
-        for s in SPLITS:
+        for s in _SPLITS:
             splits[s], bad = prepare_resized(splits[s], side, cache, progress=bar)
             skipped += bad
     record_skipped(run_dir, skipped, n_total)
@@ -289,9 +335,9 @@ def prepare_splits(cfg, data, run_dir, resumed):
     for s, fix in (("val", "VAL_FRACTION"), ("test", "TEST_FRACTION")):
         if not splits[s]:
             raise DatasetError(f"no {s} images left in {data.root}; see skipped_files.csv or raise {fix}")
-    print(f"data: {data.layout} at {data.root}: " + " / ".join(f"{len(splits[s])} {s}" for s in SPLITS)
+    print(f"data: {data.layout} at {data.root}: " + " / ".join(f"{len(splits[s])} {s}" for s in _SPLITS)
           + f" images, {len(data.classes)} classes")
-    for s in SPLITS:
+    for s in _SPLITS:
         print(f"  {s + ' per class:':<16} {describe_classes(data.classes, splits[s])}")
     print("  " + describe_sources(cfg, data))
     return splits, skipped, hashlib.sha1(table.encode()).hexdigest()
@@ -345,9 +391,36 @@ def record_skipped(run_dir, skipped, n_total):
 # ----------------------------------------------------------------------------- model, loss, optimizer
 
 
-def build_model(genotype, n_classes, cfg):
+def build_model(genotype, n_classes, cfg, weights=None):
+    """The classifier, whose forward returns (logits, auxiliary logits or None): a DARTS EvalNetwork from `genotype`,
+    or with cfg ARCH a torchvision model (no auxiliary head). weights: a torchvision ImageNet .pth for the ARCH
+    backbone (ConfigError when it does not fit); None when a checkpoint brings every weight."""
+    arch = cfg.get("ARCH")  # .get: checkpoints written before ARCH existed
+    if arch is not None:
+        return WithAux(build_baseline(arch, n_classes, weights))
     return EvalNetwork(genotype, n_classes, C=cfg["INIT_CHANNELS"], layers=cfg["LAYERS"],
                        auxiliary=cfg["AUXILIARY_WEIGHT"] > 0)
+
+
+def describe_model(model, cfg):
+    n = f"{model_card.count_params(model) / 1e6:.2f}M parameters"
+    if cfg["ARCH"] is not None:
+        start = f"backbone from {cfg['PRETRAINED_WEIGHTS']}" if cfg["PRETRAINED_WEIGHTS"] else "from scratch"
+        return f"model: {cfg['ARCH']} (torchvision, {start}), {n}, {cfg['IMAGE_SIZE']} px"
+    aux = " (+ the auxiliary head, training only)" if model.aux_head is not None else ""
+    return f"model: {n}{aux}, C={cfg['INIT_CHANNELS']}, {cfg['LAYERS']} cells, {cfg['IMAGE_SIZE']} px"
+
+
+def architecture_notes(cfg):
+    """Lines on settings an ARCH run does not use, or uses unusually."""
+    notes = []
+    if cfg["ARCH"] is not None:
+        notes.append(f"note: {cfg['ARCH']} has no auxiliary head or drop path and its own width and depth: "
+                     "AUXILIARY_WEIGHT, DROP_PATH_PROB, INIT_CHANNELS and LAYERS are ignored")
+        if cfg["PRETRAINED_WEIGHTS"] and (tuple(cfg["MEAN"]), tuple(cfg["STD"])) != (_IMAGENET_MEAN, _IMAGENET_STD):
+            notes.append(f"note: ImageNet weights expect --MEAN={_IMAGENET_MEAN} --STD={_IMAGENET_STD}; this run "
+                         f"normalises with MEAN={tuple(cfg['MEAN'])}, STD={tuple(cfg['STD'])}")
+    return notes
 
 
 def make_loss(cfg, train, n_classes):
@@ -387,14 +460,16 @@ def run_epoch(epoch, cfg, model, loaders, criterion, optimizer, scheduler, scale
     generator.manual_seed(cfg["SEED"] + epoch)  # this epoch's shuffled order
     if sampler is not None:
         sampler.set_epoch(epoch)
-    model.drop_path_prob = cfg["DROP_PATH_PROB"] * (epoch - 1) / cfg["EPOCHS"]  # DARTS's linear ramp
+    drop = cfg["DROP_PATH_PROB"] * (epoch - 1) / cfg["EPOCHS"] if cfg["ARCH"] is None else 0.0  # DARTS's linear ramp
+    if cfg["ARCH"] is None:  # torchvision models have no drop path
+        model.drop_path_prob = drop
     lr = optimizer.param_groups[0]["lr"]
     train_loss = train_one_epoch(model, loaders[0], criterion, optimizer, scaler, rt,
                                  cfg["AUXILIARY_WEIGHT"], cfg["GRAD_CLIP"], desc=f"epoch {epoch}/{cfg['EPOCHS']}")
     finite_or_raise(train_loss, f"the training loss of epoch {epoch}", f"try a lower LR (now {cfg['LR']}) or AMP=off")
     scheduler.step()
     val_loss, m, *_ = evaluate(model, loaders[1], criterion, classes, rt)
-    return {"epoch": epoch, "lr": lr, "drop_path_prob": model.drop_path_prob, "train_loss": train_loss,
+    return {"epoch": epoch, "lr": lr, "drop_path_prob": drop, "train_loss": train_loss,
             "val_loss": val_loss, "val_accuracy": m["accuracy"], "val_balanced_accuracy": m["balanced_accuracy"],
             "val_auc_macro": m["auc_macro"], "val_recall": m["recall"], "val_precision": m["precision"],
             "seconds": round(time.time() - t0, 2)}
@@ -402,8 +477,8 @@ def run_epoch(epoch, cfg, model, loaders, criterion, optimizer, scheduler, scale
 
 def model_record(model, classes, genotype, source, cfg):
     """What rebuilds and uses the model without this run folder (all plain data: weights_only=True loads it)."""
-    return {"model": state_dict_nchw(model), "classes": list(classes), "genotype": to_dict(genotype),
-            "genotype_source": source, "config": dict(cfg)}
+    return {"model": state_dict_nchw(model), "classes": list(classes), "genotype": genotype_dict(genotype),
+            "genotype_source": source, "arch": cfg["ARCH"], "config": dict(cfg)}
 
 
 def resume(run_dir, model, optimizer, scheduler, scaler):
@@ -459,7 +534,7 @@ def save_cams(model, dataset, labels, probs, index, classes, cfg, rt, out_dir):
     files = []
     for pos in pick_cam_samples(labels, preds, cfg["N_CAM"], cfg["SEED"]):
         x, y, j = dataset[int(index[pos])]
-        cam, _ = GradCAM(model, model.last_cell())(x.unsqueeze(0).to(rt.device), int(preds[pos]))
+        cam, _ = GradCAM(model, cam_layer(model))(x.unsqueeze(0).to(rt.device), int(preds[pos]))
         true_name, pred_name = classes[y], classes[int(preds[pos])]
         path = out_dir / f"{len(files):02d}_{Path(str(dataset.records[j].image_id)).stem}_{true_name}_as_{pred_name}.png"
         save_cam_figure(path, unnormalise(x, cfg["MEAN"], cfg["STD"]), cam, true_name, pred_name,
@@ -483,7 +558,8 @@ def score(model, loader, criterion, classes, rt, epoch, csv_path=None):
 
 def save_results(run_dir, model, loaders, criterion, data, state, genotype, source, split_sha1, cfg, rt, t0):
     """The three numbers, kept apart: the last epoch on val, the selected (best.pt) model on val, and the selected
-    model once on test, the headline. Predictions CSVs, metrics.json and figures come from the same probabilities."""
+    model once on test, the headline. Predictions CSVs, metrics.json and figures come from the same probabilities;
+    model_card.json describes the selected model. Returns (metrics, CAM files, model card)."""
     classes = data.classes
     # the weights in memory are the last epoch's: just trained, or loaded from ckpt.pt by a resumed run
     val_last, *_ = score(model, loaders["val"], criterion, classes, rt, state["epoch"])
@@ -502,7 +578,7 @@ def save_results(run_dir, model, loaders, criterion, data, state, genotype, sour
         "dataset": {"layout": data.layout, "root": str(data.root), "classes": list(classes),
                     "n_train": len(data.train), "n_val": len(data.val), "n_test": len(data.test),
                     "carved": list(data.carved)},
-        "genotype": to_dict(genotype), "genotype_source": source,
+        "genotype": genotype_dict(genotype), "genotype_source": source, "arch": cfg["ARCH"],
         "train_seconds": round(sum(h["seconds"] for h in state["history"]), 1),
         "wall_seconds": round(time.time() - t0, 1),
     }
@@ -513,7 +589,61 @@ def save_results(run_dir, model, loaders, criterion, data, state, genotype, sour
                           label=f"validation, epoch {best['epoch']}")
     plot_training_curves(state["history"], run_dir / "curves.png")
     cams = save_cams(model, loaders["val"].dataset, labels, probs, index, classes, cfg, rt, run_dir / "cam")
-    return metrics, cams
+    card = write_model_card(run_dir, model, loaders["val"].dataset, source, cfg, rt)
+    return metrics, cams, card
+
+
+def write_model_card(run_dir, model, val_dataset, source, cfg, rt):
+    """model_card.json: parameters (without an auxiliary head), MACs at IMAGE_SIZE, CPU latency at batch 1 (LATENCY_RUNS
+    after 5 warm-up runs, this process's threads), CUDA inference throughput at BATCH_SIZE (fp32; on CUDA only), and
+    under 'onnx' the checked export (None unless EXPORT_ONNX). An ONNX mismatch is recorded, not raised, so that every
+    other result is written and the run finished; main() raises it last."""
+    card = model_card.model_card(model, cfg["IMAGE_SIZE"], cfg["BATCH_SIZE"], rt.device, latency_runs=cfg["LATENCY_RUNS"])
+    card = {"model": source, "arch": cfg["ARCH"], **card, "onnx": None}
+    if cfg["EXPORT_ONNX"]:
+        n = min(_ONNX_CHECK_IMAGES, len(val_dataset))
+        images = torch.stack([val_dataset[i][0] for i in range(n)]).float()  # (n, 3, S, S), normalised as in training
+        card["onnx"] = export_checked_onnx(model, run_dir / _ONNX, images, cfg["IMAGE_SIZE"])
+    runs.atomic_write_json(run_dir / _CARD, card)
+    return card
+
+
+def export_checked_onnx(model, path, images, image_size):
+    """`path` written by model_card.export_onnx (dynamic batch axis, checked on 2 random images), then checked on real
+    validation `images` (B, 3, S, S). Returns {path, ok, max_abs_diff (validation images), max_abs_diff_random,
+    images, opset}; on a mismatch the file is renamed model_rejected.onnx (no model.onnx that looks usable) and the
+    result has ok False and the error."""
+    atol, diff, random_diff = model_card.ONNX_ATOL, None, None
+    try:
+        random_diff = model_card.export_onnx(model, path, image_size)["max_abs_diff"]
+        diff = onnx_prob_diff(path, model, images)
+        if not diff <= atol:  # also catches NaN
+            raise model_card.OnnxMismatch(f"max |softmax difference| {diff:.2e} > {atol:.0e} on {len(images)} "
+                                          "validation images")
+    except model_card.OnnxMismatch as exc:
+        rejected = path.with_name(_ONNX_REJECTED)
+        if path.exists():
+            os.replace(path, rejected)
+        why = str(exc).replace(f"ONNX model {path} ", "")  # export_onnx names the path it wrote
+        return {"path": str(rejected), "ok": False, "max_abs_diff": diff, "max_abs_diff_random": random_diff,
+                "images": len(images), "opset": model_card.ONNX_OPSET,
+                "error": f"the ONNX export differs from PyTorch ({why}); kept as {rejected} for inspection"}
+    return {"path": str(path), "ok": True, "max_abs_diff": diff, "max_abs_diff_random": random_diff,
+            "images": len(images), "opset": model_card.ONNX_OPSET}
+
+
+def onnx_prob_diff(path, model, images):
+    """max |softmax probability difference| between onnxruntime (CPU) running `path` and the PyTorch model (a float32
+    CPU copy in eval mode) on `images` (B, 3, S, S)."""
+    import onnxruntime as ort
+
+    net = model_card.LogitsOnly(copy.deepcopy(model).to("cpu", torch.float32)).eval()
+    with torch.no_grad():
+        expected = torch.softmax(net(images).double(), dim=1)  # (B, K)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (logits,) = session.run(None, {"image": images.numpy()})
+    got = torch.softmax(torch.from_numpy(logits).double(), dim=1)
+    return float((got - expected).abs().max())
 
 
 def result_line(title, m):
@@ -522,15 +652,31 @@ def result_line(title, m):
     return f"  {title:<34} balanced accuracy {bacc} | accuracy {m['accuracy']:.3f} | macro AUC {auc} | n {m['n']}"
 
 
-def report(run_dir, metrics, cams, t0):
+def card_line(card):
+    """The model card in one line: size, MACs, CPU latency, CUDA throughput, ONNX check."""
+    lat = card["cpu_latency_ms"]
+    parts = [f"{card['params'] / 1e6:.2f}M params", f"{card['macs'] / 1e6:.1f}M MACs at {card['image_size']} px",
+             f"CPU {lat['median']:.1f} ms/image (p90 {lat['p90']:.1f}, {lat['runs']} runs, {lat['threads']} thread"
+             + ("s" if lat["threads"] != 1 else "") + ")"]
+    if card["cuda_throughput_img_s"] is not None:
+        parts.append(f"CUDA {card['cuda_throughput_img_s']:.0f} img/s at batch {card['cuda_batch_size']}")
+    onnx = card["onnx"]
+    if onnx is not None:
+        parts.append(f"ONNX ok (max diff {onnx['max_abs_diff']:.0e})" if onnx["ok"] else "ONNX MISMATCH")
+    return "model card: " + " | ".join(parts)
+
+
+def report(run_dir, metrics, cams, card, t0):
     best, last = metrics["best_epoch"], metrics["val_last"]["epoch"]
     print(f"results: the model of epoch {best} (best validation balanced accuracy of {last} epochs)")
     print(result_line("TEST (held out, scored once)", metrics["test"]))
     print(result_line(f"validation, epoch {best} (chose it)", metrics["val_selected"]))
     print(result_line(f"validation, last epoch {last}", metrics["val_last"]))
     print("test recall per class: " + ", ".join(f"{c} {v:.2f}" for c, v in metrics["recall"].items() if v is not None))
-    print(f"wrote {run_dir}/: metrics.json, predictions_test.csv, predictions_val.csv, confusion_matrix.png (test), "
-          f"confusion_matrix_val.png, curves.png, {_HISTORY}, split.csv, {_BEST}, {_CKPT}, cam/ ({len(cams)} PNGs) "
+    print(card_line(card))
+    onnx = f"{Path(card['onnx']['path']).name}, " if card["onnx"] is not None else ""
+    print(f"wrote {run_dir}/: metrics.json, {_CARD}, {onnx}predictions_test.csv, predictions_val.csv, confusion_matrix.png "
+          f"(test), confusion_matrix_val.png, curves.png, {_HISTORY}, split.csv, {_BEST}, {_CKPT}, cam/ ({len(cams)} PNGs) "
           f"in {time.time() - t0:.0f} s")
 
 
@@ -558,8 +704,10 @@ def predict_folder(cfg, rt):
 
     run_dir, _ = runs.open_run_dir(cfg["OUT_DIR"] or runs.new_run_dir("predict"), cfg, ignore=_NO_RESUME_CHECK)
     trained, classes = ckpt["config"], ckpt["classes"]
-    print(f"model: {ckpt_path} (genotype {ckpt.get('genotype_source')}, classes {', '.join(classes)})")
-    model = build_model(from_dict(ckpt["genotype"]), len(classes), trained)
+    genotype = from_dict(ckpt["genotype"]) if ckpt["genotype"] is not None else None  # None: a torchvision ARCH
+    print(f"model: {ckpt_path} ({'genotype ' if genotype is not None else ''}{ckpt.get('genotype_source')}, "
+          f"classes {', '.join(classes)})")
+    model = build_model(genotype, len(classes), trained)  # no weights file: the checkpoint holds every weight
     model.load_state_dict(ckpt["model"])
     rt.place(model)
     dataset = ImageDataset([Record(i, 0, p) for i, p in zip(ids, paths)],
@@ -593,23 +741,23 @@ def main(argv=None):
         torch.backends.cudnn.benchmark = True  # one input size throughout: let cuDNN pick its fastest kernels
     print(f"device: {rt}")
     if rt.device.type == "cpu" and cfg["PRESET"] == "paper":
-        print("note: the paper's network trains at a few images/s on a CPU; use a GPU, or smaller settings such as "
-              "--IMAGE_SIZE=64 --INIT_CHANNELS=12 --LAYERS=5")
+        smaller = "--IMAGE_SIZE=64" + (" --INIT_CHANNELS=12 --LAYERS=5" if cfg["ARCH"] is None else "")
+        print(f"note: the paper's settings train at a few images/s on a CPU; use a GPU, or smaller ones such as {smaller}")
     if cfg["PREDICT_DIR"] is not None:
         return predict_folder(cfg, rt)
-    genotype, source = choose_genotype(cfg["GENOTYPE"])
+    for line in architecture_notes(cfg):
+        print(line)
+    genotype, source = choose_architecture(cfg)
 
-    # ---- data (read before the run folder exists: a wrong DATA_DIR leaves no folder behind)
+    # ---- data and model, both before the run folder exists: a wrong DATA_DIR or weights file leaves no folder
     data = load_data(cfg)
-    run_dir, resumed, genotype, source = open_run(cfg, genotype, source, rt)
+    seed_everything(cfg["SEED"])  # model init
+    model = build_model(genotype, len(data.classes), cfg, cfg["PRETRAINED_WEIGHTS"])
+    run_dir, resumed = open_run(cfg, genotype, source, rt)
     splits, skipped, split_sha1 = prepare_splits(cfg, data, run_dir, resumed)
-    seed_everything(cfg["SEED"])
     loaders, sampler, generator = make_loaders(cfg, data, splits, run_dir, rt)
-
-    # ---- model
-    model = rt.place(build_model(genotype, len(data.classes), cfg))
-    print(f"model: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, C={cfg['INIT_CHANNELS']}, "
-          f"{cfg['LAYERS']} cells, {cfg['IMAGE_SIZE']} px")
+    model = rt.place(model)
+    print(describe_model(model, cfg))
 
     # ---- loss
     criterion = make_loss(cfg, splits["train"], len(data.classes)).to(rt.device)
@@ -629,8 +777,8 @@ def main(argv=None):
         print(epoch_line(row, cfg["EPOCHS"], state["best_epoch"]), flush=True)
 
     # ---- save: the selected model on val and, once, on test; the last epoch on val; figures
-    metrics, cams = save_results(run_dir, model, loaders, criterion, data, state, genotype, source, split_sha1, cfg,
-                                 rt, t0)
+    metrics, cams, card = save_results(run_dir, model, loaders, criterion, data, state, genotype, source, split_sha1,
+                                       cfg, rt, t0)
     late = list(dict.fromkeys(skipped + loaders["train"].dataset.skipped))  # files that failed in the loaders too
     if len(late) > len(skipped):
         record_skipped(run_dir, late, len(data.train) + len(data.val) + len(data.test) + len(data.missing))
@@ -638,13 +786,15 @@ def main(argv=None):
                                  "best_epoch": metrics["best_epoch"]})
 
     # ---- report
-    report(run_dir, metrics, cams, t0)
+    report(run_dir, metrics, cams, card, t0)
+    if card["onnx"] is not None and not card["onnx"]["ok"]:  # the run is finished: only the export failed
+        raise model_card.OnnxMismatch(f"{card['onnx']['error']}; the run itself finished: {run_dir}")
     return run_dir
 
 
 def cli(argv=None):
     """main() for the command line: a user error is one line on stderr and exit status 2, no traceback."""
-    run_cli(lambda: main(argv), (ConfigError, DatasetError, BadImage), lambda: _RUNTIME["debug"],
+    run_cli(lambda: main(argv), (ConfigError, DatasetError, BadImage, model_card.OnnxMismatch), lambda: _RUNTIME["debug"],
             "rerun the same command with --OUT_DIR=<the run folder above> to resume")
 
 

@@ -19,13 +19,15 @@ from common.cell_diagram import write_cell_diagrams  # noqa: E402
 from common.config import ConfigError, check_choice, check_number, check_tuple, configure, format_config, run_cli  # noqa: E402
 from common.demo_lesions import ensure_demo_dataset  # noqa: E402
 from common.device import check_resumed_runtime, runtime  # noqa: E402
-from common.executors import KINDS, make_executor  # noqa: E402
+from common.executors import KINDS as _EXECUTORS  # noqa: E402  (private names: upper-case ones are settings)
+from common.executors import make_executor  # noqa: E402
 from common.figures import plot_search_curve  # noqa: E402
 from common.images import build_cache, cache_path_for, list_images, skipped_summary, write_skipped  # noqa: E402
 from common.memory import check_fits, memory_line  # noqa: E402
 from common.runs import atomic_write_json, mark_finished, new_run_dir, open_run_dir  # noqa: E402
 from common.search_loop import InlineExecutor, SearchLoop, SearchStopped, eta_minutes  # noqa: E402
-from common.search_trial import SCORES, budget_check, evaluate_trial, step_memory, worker_run, worker_setup  # noqa: E402
+from common.search_trial import SCORES as _SCORES  # noqa: E402
+from common.search_trial import budget_check, evaluate_trial, step_memory, worker_run, worker_setup  # noqa: E402
 from common.tpe import make_suggest, search_space  # noqa: E402
 
 # -----------------------------------------------------------------------------
@@ -95,8 +97,8 @@ def check_settings(cfg):
     """Every setting checked before anything is written: a typo leaves no run folder behind."""
     check_choice(cfg, "ALGO", ("tpe", "random"))
     check_choice(cfg, "SPACE", G.SPACES)
-    check_choice(cfg, "SCORE", SCORES)
-    check_choice(cfg, "EXECUTOR", KINDS)
+    check_choice(cfg, "SCORE", _SCORES)
+    check_choice(cfg, "EXECUTOR", _EXECUTORS)
     for name in ("N_TRIALS", "EPOCHS", "BATCH_SIZE", "INIT_CHANNELS", "LAYERS", "MAX_FAILURES", "REPEATS",
                  "MAX_OVER_BUDGET", "WORKERS", "TRIALS_PER_GPU"):
         check_number(cfg, name, 1, integer=True)  # 0 would end in a traceback (no trial, no epoch, no batch)

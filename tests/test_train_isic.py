@@ -69,9 +69,10 @@ def test_end_to_end_writes_every_file(finished_run, isic):
     run = finished_run
     for name in ("config.json", "history.jsonl", "metrics.json", "predictions_val.csv", "predictions_test.csv",
                  "confusion_matrix.png", "confusion_matrix_val.png", "curves.png", "ckpt.pt", "best.pt", "split.csv",
-                 "runtime.json", "finished.json"):
+                 "runtime.json", "finished.json", "genotype.json", "model_card.json"):
         assert (run / name).is_file(), name
     assert len(list((run / "cam").glob("*.png"))) == 3
+    assert not (run / "model.onnx").exists()  # EXPORT_ONNX is off by default
     history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
     assert [h["epoch"] for h in history] == [1, 2]
 
@@ -112,6 +113,12 @@ def test_end_to_end_writes_every_file(finished_run, isic):
     assert best["epoch"] == metrics["best_epoch"]
     assert ckpt["epoch"] == 2 and len(ckpt["history"]) == 2
     assert {"optimizer", "scheduler", "rng", "best"} <= set(ckpt)
+
+    card = json.loads((run / "model_card.json").read_text())  # the selected model's size, without the auxiliary head
+    inference = [v for k, v in best["model"].items() if not k.startswith("aux_head.") and v.is_floating_point()
+                 and "running_" not in k]
+    assert card["params"] == sum(v.numel() for v in inference) and card["macs"] > 0 and card["onnx"] is None
+    assert card["image_size"] == 32 and card["cpu_latency_ms"]["runs"] == 30 and card["model"] == "CNAS_ISIC_s4"
 
 
 def test_resumed_run_matches_uninterrupted(script, finished_run, isic, tmp_path, monkeypatch, capsys):
