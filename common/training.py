@@ -19,15 +19,18 @@ def seed_everything(seed):
     torch.manual_seed(seed)
 
 
-def train_one_epoch(model, loader, criterion, optimizer, scaler, rt, aux_weight=0.0, grad_clip=None, desc="train"):
+def train_one_epoch(model, loader, criterion, optimizer, scaler, rt, aux_weight=0.0, grad_clip=None, desc="train",
+                    progress=True):
     """One pass with a progress bar; the model returns (logits, aux logits or None). Returns the mean main loss.
 
     Loss = criterion(logits) + aux_weight * criterion(aux); gradients are unscaled (fp16) before clipping.
+    progress False: no bar (a torchrun rank other than 0: one bar per job); True: a bar when stderr is a terminal.
     """
     model.train()
     total = torch.zeros((), device=rt.device)  # summed on the device: no host sync per step
     seen = 0
-    for x, y, *_ in tqdm(loader, desc=desc, unit="batch", leave=False, dynamic_ncols=True, disable=None):
+    bar = tqdm(loader, desc=desc, unit="batch", leave=False, dynamic_ncols=True, disable=None if progress else True)
+    for x, y, *_ in bar:
         x, y = rt.inputs(x), y.to(rt.device, non_blocking=True)
         with rt.autocast():
             logits, aux = model(x)

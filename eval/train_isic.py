@@ -5,6 +5,7 @@
     python train_isic.py --DATA_DIR=/data/ISIC2019 --ARCH=resnet18   # a torchvision baseline, same data and recipe
     python train_isic.py --PREDICT_DIR=/data/ISIC2019_Test --CHECKPOINT=../runs/eval/<run>/best.pt
                                                              # ISIC submission CSV for unlabeled images, no training
+    torchrun --nproc_per_node=4 train_isic.py --DATA_DIR=/data/ISIC2019   # 4 GPUs, DistributedDataParallel
 
 Any constant below can be set as --NAME=value. Rerunning the same command with --OUT_DIR=<run folder>
 resumes an interrupted run from its ckpt.pt; a finished run folder is never written again.
@@ -51,6 +52,19 @@ from common.demo_lesions import ensure_demo_dataset  # noqa: E402
 from common.device import AMP_CHOICES as _AMP_CHOICES  # noqa: E402
 from common.device import CHANNELS_LAST_CHOICES as _CHANNELS_LAST_CHOICES  # noqa: E402
 from common.device import check_resumed_runtime, runtime  # noqa: E402
+from common.distributed import (  # noqa: E402
+    DistContext,
+    eval_sampler,
+    gather_predictions,
+    init_distributed,
+    per_rank_batch,
+    rank_seed,
+    sync_buffers,
+    train_sampler,
+    unused_parameters,
+    unwrap,
+    wrap_ddp,
+)
 from common.figures import plot_confusion_matrix, plot_training_curves  # noqa: E402
 from common.genotypes import from_dict, resolve, to_dict  # noqa: E402
 from common.images import BadImage, list_images, skipped_summary, write_skipped  # noqa: E402
@@ -100,7 +114,7 @@ CLASS_BALANCE = "loss"  # loss (CE weights 1/count) | sampler (classes drawn equ
 # 1/sqrt(count): balanced overall, not compounded) | none; counts of the train split
 # optimisation
 EPOCHS = 100  # passes over the training split (the paper: 3000; see PRESETS)
-BATCH_SIZE = 160  # images per step
+BATCH_SIZE = 160  # images per step; under torchrun the global batch, BATCH_SIZE / processes on each (must divide)
 LR = 1e-2  # initial learning rate, cosine-annealed to 0 over EPOCHS (the paper: x0.999 every 3 epochs)
 MOMENTUM = 0.9  # SGD momentum
 NESTEROV = False  # Nesterov momentum
@@ -142,6 +156,10 @@ _CKPT, _BEST, _HISTORY, _GENOTYPE_FILE = "ckpt.pt", "best.pt", "history.jsonl", 
 _CARD, _ONNX, _ONNX_REJECTED = "model_card.json", "model.onnx", "model_rejected.onnx"
 _ONNX_CHECK_IMAGES = 16  # validation images run through both PyTorch and onnxruntime
 _IMAGENET_MEAN, _IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # torchvision's ImageNet weights
+_PROBE_SIZE = 64  # px, the 2 images that find parameters without gradient before DDP wraps the model
+# s, how long a torchrun process waits in a collective for the others: rank 0 alone makes the resized copies while
+# the rest wait (tens of minutes for ISIC 2019 on a slow disk); a process that dies ends the job at once anyway
+_GROUP_TIMEOUT_S = 2 * 3600
 # may differ on resume; DEVICE, AMP and CHANNELS_LAST are compared as resolved (runtime.json), not as 'auto'
 _NO_RESUME_CHECK = ("OUT_DIR", "DEVICE", "AMP", "CHANNELS_LAST", "ALLOW_RUNTIME_CHANGE", "NUM_WORKERS", "THREADS",
                     "DEBUG", "N_CAM", "LATENCY_RUNS", "EXPORT_ONNX")  # the last three act only after training
@@ -154,7 +172,10 @@ _CHOICES = {
     "AMP": _AMP_CHOICES,
     "CHANNELS_LAST": _CHANNELS_LAST_CHOICES,
 }
-_RUNTIME = {"debug": DEBUG}  # the resolved DEBUG, for the error handler below main()
+# for the error handler below main(): the resolved DEBUG, this process's torchrun rank (0 without torchrun) and
+# whether it has joined the process group
+_RUNTIME = {"debug": DEBUG, "rank": 0, "joined": False}
+_USER_ERRORS = (ConfigError, DatasetError, BadImage, model_card.OnnxMismatch)
 
 
 # ----------------------------------------------------------------------------- config
@@ -310,9 +331,10 @@ def resized_cache_dir(cfg, root):
     return Path(setting).expanduser()
 
 
-def prepare_splits(cfg, data, run_dir, resumed):
+def prepare_splits(cfg, data, run_dir, resumed, processes=1):
     """split.csv (once an epoch is trained, a resumed run's must be the one it began with) and skipped_files.csv
-    written. Returns ({split: records whose images decode}, skipped files, sha1 of split.csv's bytes)."""
+    written. Returns ({split: records whose images decode}, skipped files, sha1 of split.csv's bytes). processes:
+    of a torchrun job, each validating its share of the val images (at least one)."""
     table = split_table(data)
     split_file = run_dir / "split.csv"
     if resumed and (run_dir / _CKPT).exists() and split_file.exists() and split_file.read_text() != table:
@@ -335,6 +357,9 @@ def prepare_splits(cfg, data, run_dir, resumed):
     for s, fix in (("val", "VAL_FRACTION"), ("test", "TEST_FRACTION")):
         if not splits[s]:
             raise DatasetError(f"no {s} images left in {data.root}; see skipped_files.csv or raise {fix}")
+    if len(splits["val"]) < processes:
+        raise DatasetError(f"{len(splits['val'])} validation images for {processes} torchrun processes: each needs one; "
+                           "raise VAL_FRACTION or run fewer processes")
     print(f"data: {data.layout} at {data.root}: " + " / ".join(f"{len(splits[s])} {s}" for s in _SPLITS)
           + f" images, {len(data.classes)} classes")
     for s in _SPLITS:
@@ -360,26 +385,44 @@ def describe_classes(classes, records):
     return ", ".join(f"{c} {n}" for c, n in zip(classes, class_counts(records, len(classes))))
 
 
-def make_loaders(cfg, data, splits, run_dir, rt):
-    """({split: loader}, train sampler or None, shuffle generator); class balance from the train split's counts."""
-    skip_log = run_dir / ".skipped_images.tsv"  # loader workers append here; read back for skipped_files.csv
+def make_loaders(cfg, data, splits, run_dir, rt, ctx):
+    """({split: loader}, train sampler or None, shuffle generator); class balance from the train split's counts.
+    Under torchrun each process loads per_rank_batch(BATCH_SIZE) images a step: its share of each epoch's draw and
+    of the validation images (gathered for the metrics); test is read at the end by rank 0 alone, whole."""
+    skip_log = run_dir / ".skipped_images.tsv"  # loader workers (of every rank) append here; for skipped_files.csv
     size, mean, std = cfg["IMAGE_SIZE"], cfg["MEAN"], cfg["STD"]
     train_ds = ImageDataset(splits["train"], train_transform(size, mean, std, scale=cfg["CROP_SCALE"]), data.arrays,
                             min_side=train_min_side(cfg), skip_log=skip_log)
     power, _ = _BALANCE_POWERS[cfg["CLASS_BALANCE"]]
-    sampler = balanced_sampler(splits["train"], len(data.classes), cfg["SEED"], power) if power is not None else None
-    generator = torch.Generator().manual_seed(cfg["SEED"])  # reseeded per epoch: a resumed run sees the same batches
+    balanced = balanced_sampler(splits["train"], len(data.classes), cfg["SEED"], power) if power is not None else None
+    sampler = train_sampler(train_ds, cfg["SEED"], ctx, balanced)  # a single process: `balanced` itself
+    # reseeded per epoch: a resumed run sees the same batches (the order; under torchrun the workers' seeds only)
+    generator = torch.Generator().manual_seed(rank_seed(cfg["SEED"], ctx))
+    batch = per_rank_batch(cfg["BATCH_SIZE"], ctx)
+    per_epoch = len(sampler) if sampler is not None else len(train_ds)  # the same on every rank: as many steps
     workers = cfg["NUM_WORKERS"]
     common = dict(num_workers=workers, pin_memory=rt.device.type == "cuda", persistent_workers=workers > 0)
     loaders = {"train": torch.utils.data.DataLoader(
-        train_ds, batch_size=cfg["BATCH_SIZE"], shuffle=sampler is None, sampler=sampler, generator=generator,
-        drop_last=len(train_ds) > cfg["BATCH_SIZE"], **common)}  # no size-1 last batch for BatchNorm
+        train_ds, batch_size=batch, shuffle=sampler is None, sampler=sampler, generator=generator,
+        drop_last=per_epoch > batch, **common)}  # no size-1 last batch for BatchNorm
     for s in ("val", "test"):
         ds = ImageDataset(splits[s], eval_transform(size, mean, std), data.arrays, min_side=size, skip_log=skip_log)
         # test is read once, at the end: no worker processes kept alive for it through training
-        loaders[s] = torch.utils.data.DataLoader(ds, batch_size=cfg["BATCH_SIZE"], shuffle=False,
+        loaders[s] = torch.utils.data.DataLoader(ds, batch_size=batch, shuffle=False,
+                                                 sampler=eval_sampler(ds, ctx) if s == "val" else None,
                                                  **{**common, "persistent_workers": workers > 0 and s == "val"})
     return loaders, sampler, generator
+
+
+def final_loaders(loaders, ctx):
+    """The loaders for rank 0's final scoring, which it runs alone: validation whole and in order (under torchrun
+    the epochs' val loader reads this rank's share only); in a single process the loaders themselves."""
+    if not ctx.distributed:
+        return loaders
+    val = loaders["val"]
+    whole = torch.utils.data.DataLoader(val.dataset, batch_size=val.batch_size, shuffle=False,
+                                        num_workers=val.num_workers, pin_memory=val.pin_memory)
+    return {**loaders, "val": whole}
 
 
 def record_skipped(run_dir, skipped, n_total):
@@ -400,6 +443,12 @@ def build_model(genotype, n_classes, cfg, weights=None):
         return WithAux(build_baseline(arch, n_classes, weights))
     return EvalNetwork(genotype, n_classes, C=cfg["INIT_CHANNELS"], layers=cfg["LAYERS"],
                        auxiliary=cfg["AUXILIARY_WEIGHT"] > 0)
+
+
+def probe_images():
+    """2 fixed images of _PROBE_SIZE px for unused_parameters (drawn from their own generator: the global RNG
+    streams stay as seeded)."""
+    return torch.rand(2, 3, _PROBE_SIZE, _PROBE_SIZE, generator=torch.Generator().manual_seed(0))
 
 
 def describe_model(model, cfg):
@@ -423,12 +472,12 @@ def architecture_notes(cfg):
     return notes
 
 
-def make_loss(cfg, train, n_classes):
+def make_loss(cfg, train, n_classes, say=print):
     """Cross-entropy with label smoothing, class-weighted from the training split's counts when CLASS_BALANCE asks."""
     _, power = _BALANCE_POWERS[cfg["CLASS_BALANCE"]]
     weights = class_weights(train, n_classes, power) if power is not None else None  # (K,)
     if weights is not None:
-        print("loss weights: " + ", ".join(f"{w:.2f}" for w in weights.tolist()))
+        say("loss weights: " + ", ".join(f"{w:.2f}" for w in weights.tolist()))
     return nn.CrossEntropyLoss(weight=weights, label_smoothing=cfg["LABEL_SMOOTHING"])
 
 
@@ -444,31 +493,41 @@ def make_optimizer(cfg, model, rt):
 # ----------------------------------------------------------------------------- epochs, checkpoints
 
 
-def evaluate(model, loader, criterion, classes, rt):
-    """(loss, metrics, probs (N, K), labels (N,), dataset indices (N,)) on a val or test loader."""
+def evaluate(model, loader, criterion, classes, rt, ctx=None):
+    """(loss, metrics, probs (N, K), labels (N,), dataset indices (N,)) on a val or test loader. With a torchrun
+    ctx the loader reads this rank's share; the rows of all ranks are gathered (each image once, in dataset order)
+    and every rank computes the same metrics, so that all agree on the best epoch."""
     logits, labels, index = predict(model, loader, rt)
+    if ctx is not None:
+        logits, labels, index = gather_predictions(logits, labels, index, ctx)
     loss = criterion(logits.to(rt.device), labels.to(rt.device)).item()
     finite_or_raise(loss, "the evaluation loss", "try a lower LR or AMP=off")
     probs = torch.softmax(logits.double(), dim=1).numpy()  # (N, K); the same numbers go to CSV and metrics
     return loss, classification_metrics(labels.numpy(), probs, classes), probs, labels.numpy(), index.numpy()
 
 
-def run_epoch(epoch, cfg, model, loaders, criterion, optimizer, scheduler, scaler, sampler, generator, classes, rt):
-    """Train one epoch and validate; returns its history row (per-epoch metrics)."""
+def run_epoch(epoch, cfg, model, loaders, criterion, optimizer, scheduler, scaler, sampler, generator, classes, rt,
+              ctx):
+    """Train one epoch and validate; returns its history row (per-epoch metrics; the same on every rank but for
+    seconds)."""
     t0 = time.time()
-    seed_everything(cfg["SEED"] + epoch)  # augmentation and drop path of this epoch, wherever the run resumed
-    generator.manual_seed(cfg["SEED"] + epoch)  # this epoch's shuffled order
+    # augmentation and drop path of this epoch, wherever the run resumed; each rank its own crops and masks
+    seed = rank_seed(cfg["SEED"] + epoch, ctx)
+    seed_everything(seed)
+    generator.manual_seed(seed)  # this epoch's shuffled order (single process), loader workers' seeds
     if sampler is not None:
         sampler.set_epoch(epoch)
     drop = cfg["DROP_PATH_PROB"] * (epoch - 1) / cfg["EPOCHS"] if cfg["ARCH"] is None else 0.0  # DARTS's linear ramp
     if cfg["ARCH"] is None:  # torchvision models have no drop path
-        model.drop_path_prob = drop
+        unwrap(model).drop_path_prob = drop
     lr = optimizer.param_groups[0]["lr"]
-    train_loss = train_one_epoch(model, loaders[0], criterion, optimizer, scaler, rt,
-                                 cfg["AUXILIARY_WEIGHT"], cfg["GRAD_CLIP"], desc=f"epoch {epoch}/{cfg['EPOCHS']}")
+    train_loss = train_one_epoch(model, loaders[0], criterion, optimizer, scaler, rt, cfg["AUXILIARY_WEIGHT"],
+                                 cfg["GRAD_CLIP"], desc=f"epoch {epoch}/{cfg['EPOCHS']}", progress=ctx.is_main)
+    train_loss = ctx.mean(train_loss)  # every rank trains on as many images: the mean of means is the epoch's mean
     finite_or_raise(train_loss, f"the training loss of epoch {epoch}", f"try a lower LR (now {cfg['LR']}) or AMP=off")
     scheduler.step()
-    val_loss, m, *_ = evaluate(model, loaders[1], criterion, classes, rt)
+    sync_buffers(model, ctx)  # every rank validates the model rank 0 saves (its BatchNorm statistics)
+    val_loss, m, *_ = evaluate(unwrap(model), loaders[1], criterion, classes, rt, ctx)  # bare: no DDP collectives
     return {"epoch": epoch, "lr": lr, "drop_path_prob": drop, "train_loss": train_loss,
             "val_loss": val_loss, "val_accuracy": m["accuracy"], "val_balanced_accuracy": m["balanced_accuracy"],
             "val_auc_macro": m["auc_macro"], "val_recall": m["recall"], "val_precision": m["precision"],
@@ -481,8 +540,9 @@ def model_record(model, classes, genotype, source, cfg):
             "genotype_source": source, "arch": cfg["ARCH"], "config": dict(cfg)}
 
 
-def resume(run_dir, model, optimizer, scheduler, scaler):
-    """State of the last finished epoch from ckpt.pt (or a fresh start), with history.jsonl made to match it."""
+def resume(run_dir, model, optimizer, scheduler, scaler, ctx):
+    """State of the last finished epoch from ckpt.pt (or a fresh start), with history.jsonl made to match it (by
+    rank 0; every rank loads ckpt.pt into its bare model and optimizer)."""
     state = {"epoch": 0, "best": -1.0, "best_epoch": 0, "history": []}
     if (run_dir / _CKPT).exists():
         ckpt = load_checkpoint(run_dir / _CKPT, need=("model", "optimizer", "scheduler", "rng", *state))
@@ -493,20 +553,26 @@ def resume(run_dir, model, optimizer, scheduler, scaler):
             scaler.load_state_dict(ckpt["scaler"])
         set_rng_state(ckpt["rng"])
         state = {k: ckpt[k] for k in state}
-        print(f"resumed from {run_dir / _CKPT} after epoch {state['epoch']} (best balanced accuracy {state['best']:.3f})")
-    # a kill between appending an epoch's line and writing its checkpoint leaves one line too many
-    runs.atomic_write_text(run_dir / _HISTORY, "".join(json.dumps(h) + "\n" for h in state["history"]))
+        say_if(ctx)(f"resumed from {run_dir / _CKPT} after epoch {state['epoch']} (best balanced accuracy "
+                    f"{state['best']:.3f})")
+    if ctx.is_main:  # a kill between appending an epoch's line and writing its checkpoint leaves one line too many
+        runs.atomic_write_text(run_dir / _HISTORY, "".join(json.dumps(h) + "\n" for h in state["history"]))
     return state
 
 
 def save_epoch(run_dir, row, state, record, optimizer, scheduler, scaler):
-    """history.jsonl line, best.pt when balanced accuracy improved, then ckpt.pt (atomic) for resuming."""
+    """history.jsonl line, best.pt when balanced accuracy improved, then ckpt.pt (atomic) for resuming. record None
+    (a torchrun rank other than 0): the state is updated alike, rank 0 writes the files."""
     state["history"].append(row)
     state["epoch"] = row["epoch"]
-    runs.append_jsonl(run_dir / _HISTORY, row)
     score = row["val_balanced_accuracy"] if row["val_balanced_accuracy"] is not None else 0.0
-    if score > state["best"]:
+    improved = score > state["best"]
+    if improved:
         state["best"], state["best_epoch"] = score, row["epoch"]
+    if record is None:
+        return
+    runs.append_jsonl(run_dir / _HISTORY, row)
+    if improved:
         save_checkpoint(run_dir / _BEST, {**record, "epoch": row["epoch"], "balanced_accuracy": score})
     save_checkpoint(run_dir / _CKPT, {**record, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                                       "scaler": scaler.state_dict(), "rng": rng_state(), **state})
@@ -589,16 +655,19 @@ def save_results(run_dir, model, loaders, criterion, data, state, genotype, sour
                           label=f"validation, epoch {best['epoch']}")
     plot_training_curves(state["history"], run_dir / "curves.png")
     cams = save_cams(model, loaders["val"].dataset, labels, probs, index, classes, cfg, rt, run_dir / "cam")
-    card = write_model_card(run_dir, model, loaders["val"].dataset, source, cfg, rt)
+    card = write_model_card(run_dir, model, loaders["val"], source, cfg, rt)
     return metrics, cams, card
 
 
-def write_model_card(run_dir, model, val_dataset, source, cfg, rt):
+def write_model_card(run_dir, model, val_loader, source, cfg, rt):
     """model_card.json: parameters (without an auxiliary head), MACs at IMAGE_SIZE, CPU latency at batch 1 (LATENCY_RUNS
-    after 5 warm-up runs, this process's threads), CUDA inference throughput at BATCH_SIZE (fp32; on CUDA only), and
-    under 'onnx' the checked export (None unless EXPORT_ONNX). An ONNX mismatch is recorded, not raised, so that every
-    other result is written and the run finished; main() raises it last."""
-    card = model_card.model_card(model, cfg["IMAGE_SIZE"], cfg["BATCH_SIZE"], rt.device, latency_runs=cfg["LATENCY_RUNS"])
+    after 5 warm-up runs, this process's threads), CUDA inference throughput at the loaders' batch (BATCH_SIZE; under
+    torchrun one process's share; fp32; on CUDA only), and under 'onnx' the checked export (None unless EXPORT_ONNX).
+    An ONNX mismatch is recorded, not raised, so that every other result is written and the run finished; main()
+    raises it last."""
+    val_dataset = val_loader.dataset
+    card = model_card.model_card(model, cfg["IMAGE_SIZE"], val_loader.batch_size, rt.device,
+                                 latency_runs=cfg["LATENCY_RUNS"])
     card = {"model": source, "arch": cfg["ARCH"], **card, "onnx": None}
     if cfg["EXPORT_ONNX"]:
         n = min(_ONNX_CHECK_IMAGES, len(val_dataset))
@@ -725,65 +794,140 @@ def predict_folder(cfg, rt):
     return run_dir
 
 
+# ----------------------------------------------------------------------------- torchrun
+
+
+def launched_world_size():
+    """Processes in this torchrun job (WORLD_SIZE; 1 without torchrun), known before any process joins the group."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def check_torchrun(cfg, world):
+    """What a torchrun job of `world` processes cannot run, refused before the process group exists (every rank
+    raises the same error; rank 0 prints it): PREDICT_DIR, and a BATCH_SIZE that does not divide among them."""
+    if world <= 1:
+        return
+    if cfg["PREDICT_DIR"] is not None:
+        raise ConfigError("--PREDICT_DIR runs in one process: python train_isic.py --PREDICT_DIR=..., not torchrun")
+    per_rank_batch(cfg["BATCH_SIZE"], DistContext(world_size=world))
+
+
+def on_main(ctx, fn, *args, share=True):
+    """fn(*args) run by rank 0 first: it alone writes (the run folder's files, the demo images). share True: its
+    result on every rank; False: the other ranks then run fn(*args) themselves (e.g. reading the dataset, too large
+    to send). A user error on rank 0 stops every rank: rank 0 raises it (one line), the others exit with status 2
+    without repeating it (rather than wait for rank 0 in a collective, and fail there with a traceback)."""
+    if not ctx.distributed:
+        return fn(*args)
+    result, error = None, None
+    if ctx.is_main:
+        try:
+            result = fn(*args)
+        except _USER_ERRORS as exc:
+            error = exc
+    # a flag, not the exception: it need not pickle
+    shared, failed = ctx.broadcast((result if share else None, error is not None))
+    if error is not None:
+        raise error
+    if failed:
+        raise SystemExit(2)
+    if ctx.is_main:
+        return result
+    return shared if share else fn(*args)
+
+
+def say_if(ctx):
+    """print on rank 0 (the one voice of a torchrun job; always in a single process), a no-op elsewhere."""
+    return print if ctx.is_main else lambda *args, **kwargs: None
+
+
 # ----------------------------------------------------------------------------- main
 
 
 def main(argv=None):
+    """Train (or with PREDICT_DIR predict) in this process; under torchrun every process runs it, as one DDP job.
+    Returns the run folder."""
     t0 = time.time()
-    # ---- config
+    world = launched_world_size()
+    _RUNTIME.update(rank=int(os.environ.get("RANK", "0")) if world > 1 else 0, joined=False)
+    # ---- config, before the process group: a typo stops every rank alike, and no folder is made
     cfg, preset_changed = resolve_config(argv)
     _RUNTIME["debug"] = cfg["DEBUG"]
-    print_banner(cfg, preset_changed)
-    rt = runtime(cfg["DEVICE"], cfg["AMP"], cfg["CHANNELS_LAST"])
+    check_torchrun(cfg, world)
+    ctx = init_distributed(cfg["DEVICE"], timeout_s=_GROUP_TIMEOUT_S if world > 1 else None)
+    _RUNTIME["joined"] = ctx.distributed
+    try:
+        return run(cfg, preset_changed, ctx, t0)
+    finally:
+        ctx.cleanup()
+
+
+def run(cfg, preset_changed, ctx, t0):
+    """main() once the process (group) is set up: ctx says which rank this is (a single process is rank 0 of 1)."""
+    say = say_if(ctx)
+    if ctx.is_main:
+        print_banner(cfg, preset_changed)
+    rt = runtime(str(ctx.device), cfg["AMP"], cfg["CHANNELS_LAST"])
     if cfg["THREADS"]:
         torch.set_num_threads(cfg["THREADS"])
     if rt.device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # one input size throughout: let cuDNN pick its fastest kernels
-    print(f"device: {rt}")
+    say(f"device: {rt}")
+    if ctx.distributed:
+        over = "NCCL, a GPU each" if ctx.device.type == "cuda" else "gloo on the CPU"
+        say(f"torchrun: {ctx.world_size} processes, DistributedDataParallel ({over}); BATCH_SIZE {cfg['BATCH_SIZE']} "
+            f"is the global batch, {per_rank_batch(cfg['BATCH_SIZE'], ctx)} images per process per step")
     if rt.device.type == "cpu" and cfg["PRESET"] == "paper":
         smaller = "--IMAGE_SIZE=64" + (" --INIT_CHANNELS=12 --LAYERS=5" if cfg["ARCH"] is None else "")
-        print(f"note: the paper's settings train at a few images/s on a CPU; use a GPU, or smaller ones such as {smaller}")
+        say(f"note: the paper's settings train at a few images/s on a CPU; use a GPU, or smaller ones such as {smaller}")
     if cfg["PREDICT_DIR"] is not None:
-        return predict_folder(cfg, rt)
+        return predict_folder(cfg, rt)  # (refused under torchrun by check_torchrun)
     for line in architecture_notes(cfg):
-        print(line)
-    genotype, source = choose_architecture(cfg)
+        say(line)
+    genotype, source = on_main(ctx, choose_architecture, cfg)  # rank 0's: a search run may finish meanwhile
 
     # ---- data and model, both before the run folder exists: a wrong DATA_DIR or weights file leaves no folder
-    data = load_data(cfg)
-    seed_everything(cfg["SEED"])  # model init
+    data = on_main(ctx, load_data, cfg, share=False)  # rank 0 first: it may write the demo images
+    seed_everything(rank_seed(cfg["SEED"], ctx))  # model init (DDP gives every rank rank 0's weights)
     model = build_model(genotype, len(data.classes), cfg, cfg["PRETRAINED_WEIGHTS"])
-    run_dir, resumed = open_run(cfg, genotype, source, rt)
-    splits, skipped, split_sha1 = prepare_splits(cfg, data, run_dir, resumed)
-    loaders, sampler, generator = make_loaders(cfg, data, splits, run_dir, rt)
+    # files are written by rank 0 alone; the others get what it decided (the run folder, the decodable images)
+    run_dir, resumed = on_main(ctx, open_run, cfg, genotype, source, rt)
+    splits, skipped, split_sha1 = on_main(ctx, prepare_splits, cfg, data, run_dir, resumed, ctx.world_size)
+    loaders, sampler, generator = make_loaders(cfg, data, splits, run_dir, rt, ctx)
+    unused = unused_parameters(model, probe_images()) if ctx.distributed else []  # DDP must know them beforehand
     model = rt.place(model)
-    print(describe_model(model, cfg))
+    say(describe_model(model, cfg))
 
     # ---- loss
-    criterion = make_loss(cfg, splits["train"], len(data.classes)).to(rt.device)
+    criterion = make_loss(cfg, splits["train"], len(data.classes), say).to(rt.device)
 
-    # ---- optimizer
+    # ---- optimizer, on the bare model (DDP shares its parameters)
     optimizer, scheduler, scaler = make_optimizer(cfg, model, rt)
 
-    # ---- resume
-    state = resume(run_dir, model, optimizer, scheduler, scaler)
+    # ---- resume: every rank loads ckpt.pt; then DDP starts all from rank 0's weights
+    state = resume(run_dir, model, optimizer, scheduler, scaler, ctx)
+    model = wrap_ddp(model, ctx, find_unused_parameters=bool(unused))
 
-    # ---- loop
+    # ---- loop: every rank keeps the same state (history, best epoch); rank 0 writes it
     for epoch in range(state["epoch"] + 1, cfg["EPOCHS"] + 1):
         row = run_epoch(epoch, cfg, model, (loaders["train"], loaders["val"]), criterion, optimizer, scheduler, scaler,
-                        sampler, generator, data.classes, rt)
-        save_epoch(run_dir, row, state, model_record(model, data.classes, genotype, source, cfg), optimizer,
-                   scheduler, scaler)
-        print(epoch_line(row, cfg["EPOCHS"], state["best_epoch"]), flush=True)
+                        sampler, generator, data.classes, rt, ctx)
+        record = model_record(unwrap(model), data.classes, genotype, source, cfg) if ctx.is_main else None
+        save_epoch(run_dir, row, state, record, optimizer, scheduler, scaler)
+        say(epoch_line(row, cfg["EPOCHS"], state["best_epoch"]), flush=True)
+    ctx.barrier()
+    if not ctx.is_main:
+        return run_dir  # rank 0 scores, draws and writes the results alone (no collectives from here on)
+    model = unwrap(model)
 
     # ---- save: the selected model on val and, once, on test; the last epoch on val; figures
-    metrics, cams, card = save_results(run_dir, model, loaders, criterion, data, state, genotype, source, split_sha1,
-                                       cfg, rt, t0)
+    metrics, cams, card = save_results(run_dir, model, final_loaders(loaders, ctx), criterion, data, state, genotype,
+                                       source, split_sha1, cfg, rt, t0)
     late = list(dict.fromkeys(skipped + loaders["train"].dataset.skipped))  # files that failed in the loaders too
     if len(late) > len(skipped):
         record_skipped(run_dir, late, len(data.train) + len(data.val) + len(data.test) + len(data.missing))
     runs.mark_finished(run_dir, {"headline": "test", "balanced_accuracy": metrics["balanced_accuracy"],
-                                 "best_epoch": metrics["best_epoch"]})
+                                 "best_epoch": metrics["best_epoch"], "processes": ctx.world_size})
 
     # ---- report
     report(run_dir, metrics, cams, card, t0)
@@ -792,9 +936,24 @@ def main(argv=None):
     return run_dir
 
 
+def main_for_rank(argv=None):
+    """main(), where a torchrun rank other than 0 stays quiet about a user error raised before it joined the process
+    group (a setting: rank 0 raises the same one and prints it) and names itself in any later one (it may be its
+    own, e.g. DATA_DIR missing on its node)."""
+    try:
+        return main(argv)
+    except _USER_ERRORS as exc:
+        rank = _RUNTIME["rank"]
+        if rank == 0 or _RUNTIME["debug"]:
+            raise
+        if _RUNTIME["joined"]:
+            print(f"error (rank {rank}): {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
 def cli(argv=None):
     """main() for the command line: a user error is one line on stderr and exit status 2, no traceback."""
-    run_cli(lambda: main(argv), (ConfigError, DatasetError, BadImage, model_card.OnnxMismatch), lambda: _RUNTIME["debug"],
+    run_cli(lambda: main_for_rank(argv), _USER_ERRORS, lambda: _RUNTIME["debug"],
             "rerun the same command with --OUT_DIR=<the run folder above> to resume")
 
 
