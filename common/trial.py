@@ -1,6 +1,7 @@
 """One search trial: train a candidate network contrastively on cached images and return its last-epoch loss."""
 import math
 import time
+import traceback
 
 import torch
 
@@ -43,11 +44,19 @@ class CandidateTrainer:
 
     @torch.no_grad()
     def fill_bank(self):
-        """One pass before training puts every image's whole-image representation in the bank."""
-        for idx in torch.arange(len(self.images), device=self.device).split(self.batch_size):
-            whole, _ = self.views(self.images[idx], self.generator)
+        """One pass before training puts every image's whole-image representation in the bank.
+
+        The model stays in training mode on purpose: a training step normalises each view with its own batch's
+        BatchNorm statistics (SearchNetwork.forward), so filling the same way makes a bank row exactly the vector
+        a step would compute for that batch with these weights. Eval mode would use the running statistics, which
+        at init are (0, 1) and describe no view. The batches are split evenly (sizes differ by at most one), so no
+        image is normalised within a tiny remainder batch. no_grad only skips the autograd graph.
+        """
+        n = len(self.images)
+        for idx in torch.arange(n, device=self.device).tensor_split(math.ceil(n / self.batch_size)):
+            whole, _ = self.views(self.images[idx], self.generator)  # the patches too: the same draws in any trial
             with autocast_for(self.device, self.amp):
-                f = self.model.head_whole(self.model.features(whole))
+                f = self.model.represent(whole)
             self.criterion.bank.fill(idx, f)
 
     def step(self, idx):
@@ -81,22 +90,42 @@ class CandidateTrainer:
         return mean
 
 
-def run_trial(genotype, images, views, *, epochs, progress=None, **trainer_kwargs):
+def _clear_locals(exc):
+    """Empty the locals of the finished frames in the tracebacks of exc and of the exceptions it chains to."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        traceback.clear_frames(exc.__traceback__)  # skips frames still running (this one, its callers)
+        exc = exc.__cause__ or exc.__context__
+
+
+def run_trial(genotype, images, views, *, epochs, progress=None, on_trainer=None, **trainer_kwargs):
     """Train one candidate for `epochs`; returns {'loss': last-epoch mean, 'epoch_losses', 'images_per_s'}.
 
     progress: None or a callable(total_images) -> a tqdm-like bar (update/set_postfix/close).
+    on_trainer: None or a callable(trainer) run once the CandidateTrainer is built, before fill_bank (to watch or
+    wrap it; keep only a weakref to it if the trainer should be freed when run_trial ends).
+    Nothing here holds the trainer once run_trial returns or raises, not even the exception's traceback: its
+    frames' locals are cleared, so the network, optimizer state and bank can be freed before the next trial.
     """
-    trainer = CandidateTrainer(genotype, images, views, **trainer_kwargs)
-    trainer.fill_bank()
-    epoch_losses, seen, start = [], 0, time.perf_counter()
-    per_epoch = (len(images) // min(trainer.batch_size, len(images))) * min(trainer.batch_size, len(images))
-    bar = progress(epochs * per_epoch) if progress else None
+    trainer = bar = None
     try:
+        trainer = CandidateTrainer(genotype, images, views, **trainer_kwargs)
+        if on_trainer is not None:
+            on_trainer(trainer)
+        trainer.fill_bank()
+        epoch_losses, seen, start = [], 0, time.perf_counter()
+        per_epoch = (len(images) // min(trainer.batch_size, len(images))) * min(trainer.batch_size, len(images))
+        bar = progress(epochs * per_epoch) if progress else None
         for _ in range(epochs):
             epoch_losses.append(trainer.train_epoch(bar))
             seen += per_epoch
+        seconds = time.perf_counter() - start
+        return {"loss": epoch_losses[-1], "epoch_losses": epoch_losses, "images_per_s": seen / seconds}
+    except BaseException as exc:
+        _clear_locals(exc)  # the frames below this one (train_epoch, step, ...) hold `self`, the trainer
+        raise
     finally:
+        del trainer  # this frame stays in the traceback too
         if bar is not None:
             bar.close()
-    seconds = time.perf_counter() - start
-    return {"loss": epoch_losses[-1], "epoch_losses": epoch_losses, "images_per_s": seen / seconds}

@@ -3,11 +3,12 @@
     cd search && python benchmark.py                    # CPU: a small network; CUDA: the paper's network and batch
     cd search && python benchmark.py --TRIAL_EPOCHS=2   # also time real epochs on a 25,331-image synthetic cache
 
-bound = the bare network (backbone over whole + 2 patch views in one pass, both linear heads, a plain mean loss,
-backward, SGD step) on pre-made float tensors; trial = CandidateTrainer.step (views made on the device from the
-uint8 cache, the same network and heads, BankNCE loss + bank update, SGD step). Both count source images
-(batch / step time; each source image gives 3 views). Bound and trial alternate round by round, so a change
-in the machine's load hits both sides alike. The last line printed is one JSON object.
+bound = the bare network (SearchNetwork.forward: one backbone pass per view, whole image and 2 patches, so each
+view has its own BatchNorm statistics; both linear heads; a plain mean loss, backward, SGD step) on pre-made float
+tensors; trial = CandidateTrainer.step (views made on the device from the uint8 cache, the same per-view passes and
+heads, BankNCE loss + bank update, SGD step). Both count source images (batch / step time; each source image gives
+3 views). Bound and trial alternate round by round, so a change in the machine's load hits both sides alike. The
+last line printed is one JSON object.
 """
 import json
 import platform
@@ -162,7 +163,7 @@ def make_trainer(cfg, images, views, device, amp, channels_last):
 
 
 def bound_step(trainer, whole, patches):
-    """The bare network's step: backbone over all views + both heads, a plain mean loss, backward, SGD step."""
+    """The bare network's step: one backbone pass per view + both heads, a plain mean loss, backward, SGD step."""
     with autocast_for(trainer.device, trainer.amp):
         f_whole, f_patch = trainer.model(whole, patches)
     loss = f_whole.float().mean() + f_patch.float().mean()
@@ -264,7 +265,7 @@ def measure(cfg, device, images, views, amp, channels_last, bound_only=False, lo
         row.update(trial_ms=ms["trial"], trial_img_s=cfg["BATCH_SIZE"] * 1000 / ms["trial"],
                    ratio=ms["bound"] / ms["trial"], nce_ms=ms["nce"], loss_share=ms["nce"] / ms["trial"],
                    data_ms=ms["data"], data_share=ms["data"] / ms["trial"])
-    del trainer
+    trainer = None  # the timed closures hold this name: free the network before the next configuration
     if device.type == "cuda":
         torch.cuda.empty_cache()
     return row
@@ -328,8 +329,8 @@ def print_table(result, log=print):
     log(f"network C={r['init_channels']}, {r['layers']} cells | batch {r['batch_size']} source images x 3 views of "
         f"{r['image_size']} px | bank {r['n_images']:,} x {r['proj_dim']} | {r['negatives']} negatives per image")
     log("img/s counts source images on both sides: batch / step time (each source image gives 3 views)")
-    log("bound = network + heads + mean loss + backward + SGD on pre-made tensors; trial = CandidateTrainer.step; "
-        "data = cache index + views (cache on the device)")
+    log("bound = network (one pass per view) + heads + mean loss + backward + SGD on pre-made tensors; "
+        "trial = CandidateTrainer.step; data = cache index + views (cache on the device)")
     head = f"{'amp':<5} {'layout':<13} {'bound img/s':>11} {'trial img/s':>11} {'ratio':>6} {'step ms':>8} " \
            f"{'nce ms':>7} {'loss':>6} {'data ms':>7} {'data':>6}"
     log(head + "\n" + "-" * len(head))

@@ -80,6 +80,31 @@ def test_search_network_channels_last_matches_nchw(train):
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
 
 
+def test_search_network_runs_each_view_by_itself():
+    """Training-mode BatchNorm sees one view at a time: no view's output depends on another view's content."""
+    torch.manual_seed(0)
+    model = SearchNetwork(G.DARTS_V2, C=4, layers=3).use_channels_last().train()
+    whole, patches = _views(b=5)
+    with torch.no_grad():
+        f_whole, f_patch = model(whole, patches)
+        torch.testing.assert_close(f_whole, model.represent(whole))  # what the bank is filled with
+        other_whole, _ = model(whole, 5 * patches + 1)  # patches with very different statistics
+        torch.testing.assert_close(other_whole, f_whole)
+        # the patch head sees [view 0 | view 1] per image, each view's features from its own pass
+        alone = torch.cat([model.features(patches[0]), model.features(patches[1])], dim=1)
+        torch.testing.assert_close(f_patch, model.head_patch(alone))
+        _, other_patch = model(whole * 3, patches)  # nor does the whole image reach the patch output
+        torch.testing.assert_close(other_patch, f_patch)
+
+
+def test_auxiliary_head_matches_darts():
+    """DARTS's ImageNet aux head: ReLU, pool, 1x1 conv to 128 + BN, ReLU, 2x2 conv to 768 without BN, ReLU."""
+    head = EvalNetwork(G.DARTS_V2, num_classes=3, C=8, layers=3).aux_head
+    kinds = [type(m).__name__ for m in head.features]
+    assert kinds == ["ReLU", "AdaptiveAvgPool2d", "Conv2d", "BatchNorm2d", "ReLU", "Conv2d", "ReLU"]
+    assert head.features[5].out_channels == 768 and head.classifier.in_features == 768
+
+
 @pytest.mark.parametrize("name", G.NAMED_GENOTYPES)
 def test_eval_network_logits_aux_and_gradients(name):
     torch.manual_seed(0)
