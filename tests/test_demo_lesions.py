@@ -1,4 +1,4 @@
-"""The built-in demo lesions: ISIC 2019 layout, determinism, caching, recovery, and class-typical looks."""
+"""The built-in demo lesions: ISIC 2019 layout, class counts, determinism, caching, recovery, and class-typical looks."""
 import csv
 import json
 import re
@@ -9,7 +9,7 @@ from PIL import Image
 
 import common.demo_lesions as demo
 from common.config import ConfigError
-from common.demo_lesions import DEMO_CLASSES, demo_class_counts, draw_lesion, ensure_demo_dataset
+from common.demo_lesions import DEMO_CLASSES, DEMO_MIN_PER_CLASS, demo_class_counts, draw_lesion, ensure_demo_dataset
 
 SMALL = dict(n_images=24, width=64, height=48)
 
@@ -34,13 +34,15 @@ def test_layout_is_isic_2019(tmp_path):
     assert root == (tmp_path / "demo").resolve()
     assert len(lines) >= 1  # it said it was generating
     rows = _rows(root)
-    assert rows[0] == ["image", *DEMO_CLASSES] == ["image", "MEL", "NV", "BCC", "BKL"]
+    assert rows[0] == ["image", "MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC", "UNK"]  # ISIC 2019's header
+    assert rows[0][1:-1] == list(DEMO_CLASSES)
     body = rows[1:]
     assert len(body) == 24
     labels = []
-    for name, *onehot in body:
+    for name, *onehot, unk in body:
         assert re.fullmatch(r"ISIC_demo_\d{7}", name)  # no extension, as in ISIC's CSV
         assert set(onehot) <= {"1.0", "0.0"} and sum(float(v) for v in onehot) == 1.0
+        assert unk == "0.0"  # as in ISIC 2019's training CSV: UNK is never the label
         labels.append(DEMO_CLASSES[[float(v) for v in onehot].index(1.0)])
         with Image.open(root / "ISIC_2019_Training_Input" / f"{name}.jpg") as im:
             assert im.format == "JPEG" and im.size == (64, 48) and im.mode == "RGB"
@@ -52,15 +54,23 @@ def test_layout_is_isic_2019(tmp_path):
     assert manifest["counts"] == {c: labels.count(c) for c in DEMO_CLASSES}
 
 
-def test_class_counts_are_imbalanced_like_isic():
-    counts = demo_class_counts(600)
-    assert sum(counts.values()) == 600
-    assert max(counts, key=counts.get) == "NV" and counts["NV"] > 0.5 * 600
-    assert counts["MEL"] > counts["BCC"] > counts["BKL"]
-    for n in (4, 5, 7, 24):  # every class present once the set is big enough, and the total is exact
+def test_class_counts_are_imbalanced_like_isic_with_a_floor():
+    counts = demo_class_counts(720)
+    assert counts == {"MEL": 116, "NV": 331, "BCC": 85, "AK": 30, "BKL": 68, "DF": 30, "VASC": 30, "SCC": 30}
+    # the big four keep ISIC 2019's ratios (4522/12875/3323/2624) to within rounding
+    isic = np.array([4522, 12875, 3323, 2624])
+    big = np.array([counts[c] for c in ("MEL", "NV", "BCC", "BKL")])
+    assert np.allclose(big / big.sum(), isic / isic.sum(), atol=0.002)
+    for n in (600, 800, 2000):
         c = demo_class_counts(n)
-        assert sum(c.values()) == n and min(c.values()) >= 1
-    assert sum(demo_class_counts(2).values()) == 2
+        assert sum(c.values()) == n and min(c.values()) == DEMO_MIN_PER_CLASS
+        assert max(c, key=c.get) == "NV" and c["MEL"] > c["BCC"] > c["BKL"] > DEMO_MIN_PER_CLASS
+    c = demo_class_counts(3000)  # big enough that AK's ISIC share clears the floor: ISIC order returns
+    assert c["AK"] > c["SCC"] > c["VASC"] == c["DF"] == DEMO_MIN_PER_CLASS
+    for n in (8, 9, 15, 24, 100):  # small sets: every class present, the total exact
+        c = demo_class_counts(n)
+        assert sum(c.values()) == n and min(c.values()) >= n // len(DEMO_CLASSES) >= 1
+    assert sum(demo_class_counts(3).values()) == 3 and demo_class_counts(0) == dict.fromkeys(DEMO_CLASSES, 0)
 
 
 def test_same_seed_same_bytes_other_seed_differs(tmp_path):
@@ -85,7 +95,7 @@ def test_draw_lesion_is_deterministic_and_shaped():
         assert np.array_equal(x, draw_lesion(np.random.default_rng(11), cls, 37, 23))
         assert not np.array_equal(x, draw_lesion(np.random.default_rng(12), cls, 37, 23))
     with pytest.raises(ValueError, match="unknown demo class"):
-        draw_lesion(np.random.default_rng(0), "DF", 32, 32)
+        draw_lesion(np.random.default_rng(0), "UNK", 32, 32)
 
 
 def test_second_call_reuses_the_cached_set(tmp_path):
@@ -96,6 +106,20 @@ def test_second_call_reuses_the_cached_set(tmp_path):
     # a different request replaces the set
     _, lines = _make(tmp_path / "demo", n_images=10)
     assert lines and len(_rows(root)) == 11 and len(list((root / "ISIC_2019_Training_Input").iterdir())) == 10
+
+
+def test_a_new_drawing_version_renews_the_cache(tmp_path, monkeypatch):
+    root, _ = _make(tmp_path / "demo", n_images=8)
+    old = (root / "ISIC_2019_Training_Input" / "ISIC_demo_0000000.jpg").read_bytes()
+    monkeypatch.setattr(demo, "DEMO_VERSION", demo.DEMO_VERSION + 1)  # as after a change to the drawing
+    real_draw = demo.draw_lesion
+    monkeypatch.setattr(demo, "draw_lesion", lambda rng, *a: 255 - real_draw(rng, *a))  # ... that changes pixels
+    _, lines = _make(root, n_images=8)
+    assert lines  # regenerated, not reused
+    assert json.loads((root / "demo_manifest.json").read_text())["version"] == demo.DEMO_VERSION
+    assert (root / "ISIC_2019_Training_Input" / "ISIC_demo_0000000.jpg").read_bytes() != old
+    _, lines = _make(root, n_images=8)
+    assert lines == []  # and the renewed set is reused from then on
 
 
 def test_recovers_from_an_interrupted_generation(tmp_path, monkeypatch):
@@ -143,22 +167,33 @@ def test_refuses_to_replace_a_foreign_folder_and_bad_sizes(tmp_path):
         _make(tmp_path / "x", width=4)
 
 
-def _centre_stats(cls, seed, n=16, w=96, h=72):
-    """Per class: how much darker the centre is than the skin (median), and its share of bluish pixels."""
-    dark, blue = [], []
+def _cue_stats(cls, seed, n=16, w=96, h=72):
+    """Mean over n images of class cls: how much darker the centre is than the skin (median luminance), the
+    share of whitish pixels (well above the skin's light end), the share of bluish pixels (B > G), and centre
+    minus ring luminance."""
+    out = []
     for i in range(n):
         x = draw_lesion(np.random.default_rng([seed, i]), cls, w, h).astype(np.float32)
         centre = x[h // 3 : 2 * h // 3, w // 3 : 2 * w // 3]  # mostly lesion: it sits near the middle
-        dark.append(np.median(x.mean(2)) - centre.mean())  # most of the frame is skin
+        ring = np.concatenate([x[h // 6 : h // 3, w // 4 : 3 * w // 4], x[2 * h // 3 : 5 * h // 6, w // 4 : 3 * w // 4]])
         wide = x[h // 6 : 5 * h // 6, w // 6 : 5 * w // 6]
-        blue.append((wide[..., 2] > wide[..., 1] + 4).mean())
-    return float(np.mean(dark)), float(np.mean(blue))
+        dark = np.median(x.mean(2)) - centre.mean()  # most of the frame is skin
+        white = (wide.min(2) > np.percentile(x.min(2), 90) + 15).mean()
+        blue = (wide[..., 2] > wide[..., 1] + 4).mean()
+        out.append([dark, white, blue, centre.mean() - ring.mean()])
+    return dict(zip(("dark", "white", "blue", "centre_vs_ring"), np.mean(out, 0)))
 
 
 @pytest.mark.parametrize("seed", [1, 2])
 def test_classes_differ_in_what_dermoscopy_looks_for(seed):
-    mel, nv, bcc = (_centre_stats(c, seed) for c in ("MEL", "NV", "BCC"))
-    # melanoma shows blue-grey/black zones (blue above green); a naevus is brown (blue below green)
-    assert mel[1] > 0.01 and mel[1] > 4 * nv[1]
-    # basal cell carcinoma carries little pigment: a naevus darkens the skin far more
-    assert nv[0] > 10 and nv[0] > bcc[0] + 10
+    st = {c: _cue_stats(c, seed) for c in DEMO_CLASSES}
+    # naevi, melanomas and keratoses carry pigment; BCC, AK and SCC are mostly pink, translucent or scaly
+    assert min(st[c]["dark"] for c in ("MEL", "NV", "BKL")) > max(st[c]["dark"] for c in ("BCC", "AK", "SCC")) + 8
+    # melanomas are darker than naevi on average (more and darker pigment, black and blue-grey zones)
+    assert st["MEL"]["dark"] > st["NV"]["dark"] + 8
+    # AK's scale and SCC's keratin are white-yellow; a naevus has next to no white
+    assert min(st["AK"]["white"], st["SCC"]["white"]) > 4 * max(st["NV"]["white"], 0.005)
+    # a vascular lesion's purple lacunae put blue above green; brown lesions almost never do
+    assert st["VASC"]["blue"] > 0.03 and st["VASC"]["blue"] > 5 * max(st["NV"]["blue"], st["BKL"]["blue"], 0.002)
+    # a dermatofibroma's white scar-like centre: its centre is light against its ring, a naevus's dark
+    assert st["DF"]["centre_vs_ring"] > st["NV"]["centre_vs_ring"] + 10
