@@ -63,8 +63,8 @@ def count_params(model, include_aux=False):
     return int(sum(p.numel() for p in model.parameters() if id(p) not in aux))
 
 
-def count_macs(model, image_size):
-    """Multiply-accumulates of one (1, 3, S, S) image in eval mode; MACs = FLOPs / 2.
+def count_macs(model, image_size, example=None):
+    """Multiply-accumulates of one (1, 3, S, S) image (or of `example`, a ready input) in eval mode; MACs = FLOPs / 2.
 
     FLOPs come from torch.utils.flop_counter.FlopCounterMode, which counts matrix products and convolutions
     (2 FLOPs per multiply-add) and nothing else: BatchNorm, activations, pooling, additions and biases are
@@ -77,7 +77,7 @@ def count_macs(model, image_size):
     try:
         counter = FlopCounterMode(display=False)
         with torch.no_grad(), counter:
-            model(_inputs(image_size, 1, _device_of(model)))
+            model(_inputs(image_size, 1, _device_of(model)) if example is None else example)
     finally:
         for m, mode in modes.items():
             m.training = mode

@@ -14,10 +14,9 @@ import torch
 from tqdm import tqdm
 
 from common import genotypes as G
+from common.cell_cost import eval_network_size
 from common.device import Runtime, runtime
 from common.memory import probe_step
-from common.model_card import count_macs, count_params
-from common.networks import EvalNetwork
 from common.trial import CandidateTrainer, NonFiniteLoss, run_trial
 from common.views import ViewMaker
 
@@ -59,20 +58,10 @@ def worker_run(task, ctx):
     return evaluate_trial(task, ctx, progress=False)
 
 
-def candidate_size(genotype, network):
-    """(parameters, MACs per image) of the eval network `genotype` becomes; network = (C, cells, image px, classes).
-
-    The auxiliary head is left out (it only trains); MACs = FLOPs / 2 from torch.utils.flop_counter.
-    """
-    c, layers, px, classes = network
-    model = EvalNetwork(genotype, int(classes), C=int(c), layers=int(layers), auxiliary=False)
-    return count_params(model), count_macs(model, int(px))
-
-
 def budget_check(sample, cfg):
     """({'genotype', 'params', 'macs'}, None when within MAX_PARAMS / MAX_MACS, else why not) for a proposed sample."""
     genotype = G.sample_to_genotype(sample, space=cfg["SPACE"])
-    params, macs = candidate_size(genotype, cfg["BUDGET_NETWORK"])
+    params, macs = eval_network_size(genotype, cfg["BUDGET_NETWORK"])
     over = []
     if cfg["MAX_PARAMS"] is not None and params > cfg["MAX_PARAMS"]:
         over.append(f"{params / 1e6:.2f}M parameters > MAX_PARAMS {cfg['MAX_PARAMS'] / 1e6:.2f}M")
