@@ -122,6 +122,14 @@ class Executor:
             self.log(f"worker {where['worker']} ({where['device']}, pid {where['pid']}) died during trial {key} "
                      f"({reason}); resubmitting it (attempt {len(trial.deaths) + 1} of {self.max_resubmits + 1})")
 
+    def _idle_death(self, slot, name, reason):
+        """A worker died between trials: restart it, unless it keeps dying (then worker_setup is the likely cause)."""
+        slot.crashes += 1
+        if slot.crashes > self.max_resubmits:
+            raise RuntimeError(f"{name} died {slot.crashes} times while not running a trial (last: {reason}); "
+                               "is worker_setup crashing?")
+        self.log(f"{name} died while idle ({reason}); restarting")
+
     def _error(self, done, key, message, tb, where):
         """worker_fn raised: the candidate's fault, so the trial is reported failed, not resubmitted."""
         self.log(f"trial {key} raised in worker {where['worker']}: {message}\n{tb.rstrip()}")
@@ -319,11 +327,7 @@ class LocalExecutor(Executor):
         if slot.key is not None:
             self._worker_lost(done, slot.key, reason, slot.where(self._trials[slot.key].attempts))
         else:
-            slot.crashes += 1
-            if slot.crashes > self.max_resubmits:
-                raise RuntimeError(f"worker {slot.index} ({slot.device}) died {slot.crashes} times while not running "
-                                   f"a trial (last: {reason}); is worker_setup crashing?")
-            self.log(f"worker {slot.index} ({slot.device}, pid {slot.process.pid}) died while idle ({reason}); restarting")
+            self._idle_death(slot, f"worker {slot.index} ({slot.device}, pid {slot.process.pid})", reason)
         self._start(slot)
 
     def close(self):
@@ -487,11 +491,7 @@ class RayExecutor(Executor):
         if slot.key is not None:
             self._worker_lost(done, slot.key, reason, self._where(slot, slot.key))
         else:
-            slot.crashes += 1
-            if slot.crashes > self.max_resubmits:
-                raise RuntimeError(f"Ray worker {slot.index} died {slot.crashes} times while not running a trial "
-                                   f"(last: {reason}); is worker_setup crashing?")
-            self.log(f"Ray worker {slot.index} died while idle ({reason}); restarting")
+            self._idle_death(slot, f"Ray worker {slot.index}", reason)
         self._ray.kill(slot.process, no_restart=True)
         self._start(slot)
 

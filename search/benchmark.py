@@ -23,7 +23,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from common import genotypes as G  # noqa: E402
-from common.config import ConfigError, config_names, configure, format_config, parse_overrides  # noqa: E402
+from common.config import ConfigError, config_names, configure, format_config, parse_overrides, run_cli  # noqa: E402
 from common.contrastive import BankNCE  # noqa: E402
 from common.device import autocast_for, pick_device  # noqa: E402
 from common.trial import CandidateTrainer  # noqa: E402
@@ -416,8 +416,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    run_cli(main)
