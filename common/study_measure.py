@@ -1,0 +1,237 @@
+"""A proxy study's measurements: which genotypes, each one's label-free scores and labeled accuracy, part by part.
+
+Every finished part (one score of one genotype, one seed's nce or labeled training) is one line of parts.jsonl,
+appended before the next part starts: a study killed at any point resumes without redoing a finished part, and a
+labeled training killed half-way resumes inside its own train_isic run folder (from its ckpt.pt). A failed part
+(NaN, out of memory) is recorded as failed and kept on resume, as the search keeps its failed trials; delete its
+line from parts.jsonl to try it again.
+
+Parts (key: genotype id, part, seed index):
+  size      params and macs of the study's labeled-training network (EvalNetwork, no auxiliary head)
+  naswot    common.search_trial.training_free_score: exactly what search.py --SCORE=naswot scores
+  synflow   the same for synflow
+  nce       common.search_trial.nce_score with the search's settings: exactly the search's trial score;
+            seed index i sets the search's SEED to SEED + i
+  train     eval/train_isic.py's main() on the genotype with labels (the eval's own code path); seed index i
+            trains with --SEED=<study SEED + i>; the split (SPLIT_SEED) stays fixed
+"""
+import contextlib
+import dataclasses
+import json
+import math
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from common import genotypes as G
+from common.cell_cost import eval_network_size as candidate_size
+from common.runs import FINISHED, append_jsonl, atomic_write_json, read_jsonl
+from common.search_trial import nce_score, release_memory, training_free_score
+from common.trial import NonFiniteLoss
+
+PARTS_FILE = "parts.jsonl"
+GENOTYPES_FILE = "genotypes.json"
+TRAIN_DIR = "train"  # labeled-training run folders: train/<id>-s<seed index>/, their logs beside them
+SCORE_ERRORS = (NonFiniteLoss, RuntimeError, ValueError)  # what the search records as a failed trial
+
+
+class StudyStopped(RuntimeError):
+    """Too many parts failed: the settings are wrong, not one genotype."""
+
+
+# ----------------------------------------------------------------------------- which genotypes
+
+
+def random_genotypes(k, space, seed):
+    """K genotypes drawn uniformly from the search's encoding (what ALGO='random' proposes): one choice index per
+    variable. Genotype i comes from np.random.default_rng([seed, i]), so a larger K keeps the first ones."""
+    out = []
+    for i in range(k):
+        rng = np.random.default_rng([seed, i])
+        sample = {label: int(rng.integers(len(G.choices(label, space)))) for label in G.sample_labels(space=space)}
+        out.append({"id": f"random-{i:02d}", "source": "random", "trial": None, "sample": sample,
+                    "genotype": G.to_dict(G.sample_to_genotype(sample, space=space))})
+    return out
+
+
+def _complete_lines(path):
+    """The finished JSON lines of a file another process may still append to (never truncated here)."""
+    text = Path(path).read_text()
+    return [json.loads(line) for line in text[: text.rfind("\n") + 1].splitlines() if line.strip()]
+
+
+def search_top(search_run, top):
+    """The best `top` distinct genotypes of a search run folder (lowest `loss` of its ok trials, ties by trial)."""
+    trials_file = Path(search_run) / "trials.jsonl"
+    ok = [r for r in _complete_lines(trials_file)
+          if r.get("status") == "ok" and isinstance(r.get("loss"), (int, float)) and math.isfinite(r["loss"])]
+    out, seen = [], set()
+    for r in sorted(ok, key=lambda r: (r["loss"], r["trial"])):
+        key = json.dumps(G.to_dict(G.canonical(G.from_dict(r["genotype"]))))  # TPE may propose one genotype twice
+        if key not in seen:
+            seen.add(key)
+            out.append({"id": f"search-{len(out) + 1:02d}", "source": "search", "trial": r["trial"],
+                        "search_loss": r["loss"], "genotype": r["genotype"]})
+        if len(out) == top:
+            break
+    return out
+
+
+def study_genotypes(run_dir, make):
+    """The study's genotypes: genotypes.json of a resumed study (a search run that went on meanwhile changes
+    nothing), else make() written there; each also as genotypes/<id>.json, a GENOTYPE train_isic.py reads."""
+    path = Path(run_dir) / GENOTYPES_FILE
+    if path.exists():
+        return json.loads(path.read_text())
+    entries = make()
+    for e in entries:
+        genotype_file(run_dir, e["id"]).parent.mkdir(exist_ok=True)
+        atomic_write_json(genotype_file(run_dir, e["id"]), {"genotype": e["genotype"], "source": f"proxy study {e['id']}"})
+    atomic_write_json(path, entries)
+    return entries
+
+
+def genotype_file(run_dir, gid):
+    return Path(run_dir) / "genotypes" / f"{gid}.json"
+
+
+# ----------------------------------------------------------------------------- persistence
+
+
+class PartLog:
+    """parts.jsonl: {(id, part, seed index): record}; add() persists a record before returning."""
+
+    def __init__(self, run_dir):
+        self.path = Path(run_dir) / PARTS_FILE
+        self.records = {(r["id"], r["part"], r["seed_index"]): r for r in read_jsonl(self.path)}
+
+    def get(self, gid, part, seed_index=None):
+        return self.records.get((gid, part, seed_index))
+
+    def add(self, record):
+        append_jsonl(self.path, record)
+        self.records[(record["id"], record["part"], record["seed_index"])] = record
+        return record
+
+    def failures(self):
+        return sum(r["status"] == "fail" for r in self.records.values())
+
+
+# ----------------------------------------------------------------------------- the parts
+
+
+@dataclasses.dataclass
+class Measurer:
+    """What every part of the study needs.
+
+    ctx: the search's TrialContext (its images on the device, views, settings with SEED = the search's, runtime);
+    train_fn(argv) -> run folder: eval/train_isic.py's main; train_args(genotype file, out dir, seed index) -> argv;
+    size_network: (C, cells, image px, classes) of the labeled-training network.
+    """
+
+    run_dir: Path
+    ctx: object
+    train_fn: object
+    train_args: object
+    size_network: tuple
+    n_seeds: int
+    max_failures: int
+    debug: bool = False
+    log: object = print
+
+    def plan(self):
+        """The parts of one genotype, in order: [(part, seed index)]."""
+        seeded = [(part, i) for part in ("nce", "train") for i in range(self.n_seeds)]
+        return [("size", None), ("naswot", None), ("synflow", None), *seeded]
+
+    def measure(self, entry, parts):
+        """Run every part of `entry` not yet in `parts` (a PartLog); returns the records of this genotype."""
+        gid = entry["id"]
+        for part, i in self.plan():
+            if parts.get(gid, part, i) is not None:
+                continue
+            record = parts.add(self.run_part(entry, part, i))
+            self.log(part_line(record))
+            if record["status"] == "fail" and parts.failures() > self.max_failures:
+                raise StudyStopped(f"{parts.failures()} parts failed (MAX_FAILURES {self.max_failures}); the last: "
+                                   f"{record['reason']}. See {parts.path} and the logs under {self.run_dir / TRAIN_DIR}")
+        return {(part, i): parts.get(gid, part, i) for part, i in self.plan()}
+
+    def run_part(self, entry, part, seed_index):
+        """One part -> its parts.jsonl record (status 'ok' or 'fail' with a reason); failures never propagate."""
+        genotype = G.from_dict(entry["genotype"])
+        record = {"id": entry["id"], "part": part, "seed_index": seed_index}
+        start, cpu, failure = time.perf_counter(), time.process_time(), None
+        errors = Exception if part == "train" else SCORE_ERRORS  # train_isic: diverged, out of memory, ...
+        try:
+            record.update(status="ok", **self._run(entry, genotype, part, seed_index))
+        except errors as exc:
+            failure = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:300]}"
+            if self.debug:
+                traceback.print_exc()
+        if failure is not None:  # outside the except block, whose traceback keeps the failed network alive
+            record.update(status="fail", reason=failure)
+            release_memory(self.ctx.rt.device)
+        record.setdefault("seconds", round(time.perf_counter() - start, 2))
+        # CPU time of this process: on a shared machine the wall time says more about the neighbours than the part
+        record.setdefault("cpu_seconds", round(time.process_time() - cpu, 2))
+        return record
+
+    def _run(self, entry, genotype, part, seed_index):
+        if part == "size":
+            params, macs = candidate_size(genotype, self.size_network)
+            return {"params": params, "macs": macs}
+        if part in ("naswot", "synflow"):
+            return {part: training_free_score(part, genotype, self.ctx)[part], "seed": self.ctx.cfg["SEED"]}
+        if part == "nce":
+            seed = self.ctx.cfg["SEED"] + seed_index
+            ctx = dataclasses.replace(self.ctx, cfg={**self.ctx.cfg, "SEED": seed})
+            scored = nce_score(genotype, ctx, f"{entry['id']} nce s{seed_index}")
+            return {"nce": scored["loss"], "epoch_losses": scored["epoch_losses"], "seed": seed}
+        return self._train(entry, seed_index)
+
+    def _train(self, entry, seed_index):
+        """Labeled training through train_isic's main(); a finished run folder is only read (the study was killed
+        between its end and this record), an unfinished one resumes from its checkpoint."""
+        # absolute paths: train_isic resumes only a run with the same GENOTYPE, whatever the working directory
+        out = (Path(self.run_dir) / TRAIN_DIR / f"{entry['id']}-s{seed_index}").resolve()
+        argv = self.train_args(genotype_file(self.run_dir, entry["id"]).resolve(), out, seed_index)
+        timing = {}
+        if (out / FINISHED).exists():
+            timing = {"seconds": json.loads((out / "metrics.json").read_text())["wall_seconds"], "cpu_seconds": None}
+        else:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            threads = torch.get_num_threads()  # train_isic may set its own; the next nce runs as before
+            try:
+                with open(out.parent / f"{out.name}.log", "a") as f, contextlib.redirect_stdout(f):
+                    self.train_fn(argv)
+            finally:
+                torch.set_num_threads(threads)
+        metrics = json.loads((out / "metrics.json").read_text())
+        return {"bacc": metrics["val_last"]["balanced_accuracy"], "test_bacc": metrics["test"]["balanced_accuracy"],
+                "val_selected_bacc": metrics["val_selected"]["balanced_accuracy"], "best_epoch": metrics["best_epoch"],
+                "epochs": metrics["epochs"], "run": str(out.relative_to(Path(self.run_dir).resolve())), **timing}
+
+
+def part_line(record):
+    """'  random-03 nce s1: 7.8123 | 31 s' (or the failure)."""
+    where = f"  {record['id']} {record['part']}" + ("" if record["seed_index"] is None else f" s{record['seed_index']}")
+    if record["status"] != "ok":
+        return f"{where}: FAILED ({record['reason']})"
+    part = record["part"]
+    if part == "size":
+        text = f"{record['params'] / 1e6:.3f}M parameters, {record['macs'] / 1e6:.1f}M MACs"
+    elif part == "train":
+        bacc, test = record["bacc"], record["test_bacc"]
+        text = (f"val balanced accuracy (last epoch) {_num(bacc, '.3f')}, test {_num(test, '.3f')}")
+    else:
+        text = _num(record[part], ".5g")
+    cpu = f" (CPU {record['cpu_seconds']:.0f} s)" if record.get("cpu_seconds") is not None else ""
+    return f"{where}: {text} | {record['seconds']:.0f} s{cpu}"
+
+
+def _num(value, spec):
+    return "n/a" if value is None else format(value, spec)

@@ -1,0 +1,366 @@
+"""search/proxy_study.py: which genotypes, study.csv -> correlations.json with scipy alone, a tiny study end to end,
+nce equal to the search's own trial score, a failed part recorded, resume without redoing anything, user errors."""
+import csv
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from scipy import stats
+
+import common.images
+from common import genotypes as G
+from common import study_measure
+from common.config import ConfigError
+from common.study_measure import PartLog, random_genotypes, search_top
+from common.study_report import HIGHER_IS_BETTER, correlations, csv_text, study_rows
+from common.trial import NonFiniteLoss
+from conftest import load_script
+
+CLASSES = ["MEL", "NV", "BCC", "UNK"]
+COLOURS = {"MEL": (60, 30, 20), "NV": (160, 100, 70), "BCC": (220, 160, 200)}
+SEARCH_TINY = ["--EPOCHS=1", "--INIT_CHANNELS=4", "--LAYERS=3", "--BATCH_SIZE=8", "--IMAGE_SIZE=16", "--SEED=0",
+               "--DECODE_WORKERS=1", "--DEVICE=cpu", "--BUDGET_NETWORK=(8,3,32,4)"]
+STUDY_TINY = ["--K=3", "--SEEDS=2", "--TOP=1", "--EPOCHS=2", "--INIT_CHANNELS=8", "--LAYERS=3", "--IMAGE_SIZE=32",
+              "--BATCH_SIZE=8", "--DEVICE=cpu", "--THREADS=1", "--N_RESAMPLES=200",
+              "--TRAIN_ARGS=('--NUM_WORKERS=0','--RESIZED_CACHE=off','--VAL_FRACTION=0.25','--LR=0.1')"]
+
+
+def write_isic(root, n=36, seed=0):
+    """A tiny ISIC 2019 layout: three colour-coded classes (learnable in two epochs) and the one-hot CSV."""
+    rng = np.random.default_rng(seed)
+    folder = root / "ISIC_2019_Training_Input"
+    folder.mkdir(parents=True)
+    rows = []
+    for i in range(n):
+        cls = list(COLOURS)[i % len(COLOURS)]
+        pixels = np.clip(np.array(COLOURS[cls]) + rng.normal(0, 30, (40, 48, 3)), 0, 255).astype(np.uint8)
+        Image.fromarray(pixels).save(folder / f"ISIC_{i:07d}.jpg", quality=90)
+        rows.append([f"ISIC_{i:07d}"] + ["1.0" if c == cls else "0.0" for c in CLASSES])
+    with open(root / "ISIC_2019_Training_GroundTruth.csv", "w", newline="") as f:
+        csv.writer(f).writerows([["image", *CLASSES], *rows])
+    return root
+
+
+def read_study_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _num(text):
+    return float(text) if text != "" else math.nan
+
+
+def check_reproducible(csv_path, corr):
+    """Every correlations.json number recomputed from study.csv's columns with scipy alone."""
+    rows = read_study_csv(csv_path)
+    picked = [r for r in rows if corr["about"]["rows"] == "all" or r["source"] == "random"]
+    truth = np.array([_num(r["bacc"]) for r in picked])
+    checked = 0
+    for name in corr["about"]["scores"]:
+        entry = corr[name]
+        sign = 1 if entry["direction"] == "higher" else -1
+        score = sign * np.array([_num(r[name]) for r in picked])
+        keep = np.isfinite(score) & np.isfinite(truth)
+        assert entry["n"] == keep.sum(), name
+        for key, fn in (("spearman", stats.spearmanr), ("kendall", stats.kendalltau)):
+            if keep.sum() >= 3 and np.ptp(score[keep]) > 0 and np.ptp(truth[keep]) > 0:
+                assert entry[key] == pytest.approx(fn(score[keep], truth[keep]).statistic, abs=1e-12), (name, key)
+                lo, hi = entry[f"{key}_ci"]
+                assert lo <= hi
+                checked += 1
+            else:
+                assert entry[key] is None, (name, key)
+    if corr.get("ceiling"):
+        seeds = np.array([[_num(r[f"bacc_s{i}"]) for i in range(corr["about"]["seeds"])] for r in picked])
+        seeds = seeds[np.isfinite(seeds).all(1)]
+        if np.ptp(seeds[:, 0]) > 0 and np.ptp(seeds[:, 1]) > 0:
+            assert corr["ceiling"]["spearman"] == pytest.approx(stats.spearmanr(seeds[:, 0], seeds[:, 1]).statistic)
+    for found in (corr.get("search") or {}).get("genotypes", []):
+        reference = [b for b in (_num(r["bacc"]) for r in rows if r["source"] == "random") if math.isfinite(b)]
+        if found["bacc"] is not None:
+            assert found["percentile"] == pytest.approx(stats.percentileofscore(reference, found["bacc"], kind="mean"))
+    return checked
+
+
+# ----------------------------------------------------------------------------- genotypes
+
+
+def test_random_genotypes_are_seeded_uniform_samples_of_the_space():
+    first = random_genotypes(5, "paper", seed=7)
+    assert [g["id"] for g in first] == [f"random-0{i}" for i in range(5)] and {g["source"] for g in first} == {"random"}
+    assert random_genotypes(5, "paper", seed=7) == first
+    assert random_genotypes(8, "paper", seed=7)[:5] == first  # a larger K keeps the first genotypes
+    assert random_genotypes(5, "paper", seed=8) != first
+    for g in first:
+        assert G.from_dict(g["genotype"]) == G.sample_to_genotype(g["sample"], space="paper")
+        assert set(g["sample"]) == set(G.sample_labels(space="paper"))
+    explicit = random_genotypes(4, "explicit", seed=7)
+    assert all(set(g["sample"]) == set(G.sample_labels(space="explicit")) for g in explicit)
+    # 40 uniform choices of 8 ops: different genotypes, and 'none' is as likely as any op in the sample
+    values = np.array([v for g in random_genotypes(50, "paper", 0) for v in g["sample"].values()])
+    assert len({json.dumps(g["genotype"]) for g in random_genotypes(50, "paper", 0)}) == 50
+    assert np.bincount(values, minlength=8).min() > 0.8 * len(values) / 8
+
+
+def test_search_top_takes_the_best_distinct_ok_trials(tmp_path):
+    a, b = G.to_dict(G.CNAS_ISIC_s4), G.to_dict(G.DARTS_V2)
+    swapped = G.to_dict(G.Genotype([G.CNAS_ISIC_s5.normal[1], G.CNAS_ISIC_s5.normal[0], *G.CNAS_ISIC_s5.normal[2:]],
+                                   G.CNAS_ISIC_s5.normal_concat, G.CNAS_ISIC_s5.reduce, G.CNAS_ISIC_s5.reduce_concat))
+    trials = [{"trial": 1, "status": "ok", "loss": 3.0, "genotype": a},
+              {"trial": 2, "status": "fail", "loss": None, "genotype": b},
+              {"trial": 3, "status": "ok", "loss": 2.0, "genotype": G.to_dict(G.CNAS_ISIC_s5)},
+              {"trial": 4, "status": "ok", "loss": 2.5, "genotype": swapped},  # the same cell, edges in another order
+              {"trial": 5, "status": "over_budget", "loss": None, "genotype": b},
+              {"trial": 6, "status": "ok", "loss": 4.0, "genotype": b}]
+    text = "".join(json.dumps(t) + "\n" for t in trials) + '{"trial": 7, "status": "ok", "lo'  # a search still writing
+    (tmp_path / "trials.jsonl").write_text(text)
+    top = search_top(tmp_path, 3)
+    assert [(t["id"], t["trial"], t["search_loss"]) for t in top] == [("search-01", 3, 2.0), ("search-02", 1, 3.0),
+                                                                       ("search-03", 6, 4.0)]
+    assert (tmp_path / "trials.jsonl").read_text() == text  # another run's file is never truncated
+    assert [t["trial"] for t in search_top(tmp_path, 1)] == [3]
+
+
+# ----------------------------------------------------------------------------- study.csv -> correlations.json
+
+
+def _synthetic_parts(tmp_path, n=14, n_seeds=2, seed=0):
+    """A PartLog of n genotypes with scores that track accuracy to different degrees; one failed training."""
+    rng = np.random.default_rng(seed)
+    parts = PartLog(tmp_path)
+    genotypes = random_genotypes(n, "paper", 0) + [{"id": "search-01", "source": "search", "trial": 9,
+                                                     "genotype": G.to_dict(G.DARTS_V2)}]
+    quality = rng.normal(size=len(genotypes))
+    for g, q in zip(genotypes, quality):
+        def add(part, i=None, gid=g["id"], **values):
+            parts.add({"id": gid, "part": part, "seed_index": i, "status": "ok", "seconds": 1.5, **values})
+
+        add("size", params=int(1e5 * (3 + q + rng.normal())), macs=int(1e7 * (3 + rng.normal())))
+        add("naswot", naswot=800 + 5 * q + 5 * rng.normal())
+        add("synflow", synflow=float(np.exp(40 + rng.normal())))
+        for i in range(n_seeds):
+            add("nce", i, nce=7.0 - 0.3 * q + 0.1 * rng.normal())
+            if g["id"] == "random-03" and i == 1:
+                parts.add({"id": g["id"], "part": "train", "seed_index": i, "status": "fail", "seconds": 0.5,
+                           "reason": "RuntimeError: out of memory"})
+            else:
+                add("train", i, bacc=0.4 + 0.05 * q + 0.03 * rng.normal(), test_bacc=0.4 + 0.05 * q)
+    return genotypes, parts
+
+
+def test_correlations_json_is_reproducible_from_study_csv(tmp_path):
+    genotypes, parts = _synthetic_parts(tmp_path)
+    rows = study_rows(genotypes, parts, 2)
+    (tmp_path / "study.csv").write_text(csv_text(rows))
+    corr = correlations(rows, 2, n_resamples=300)
+    assert check_reproducible(tmp_path / "study.csv", corr) == 2 * len(HIGHER_IS_BETTER)  # every score, both coefficients
+    assert corr["about"]["rows"] == "random" and corr["about"]["n_rows"] == 14
+    assert corr["nce"]["direction"] == "lower" and corr["nce"]["spearman"] > 0.5  # nce tracks quality, oriented
+    assert corr["nce"]["n"] == 13  # random-03 has no bacc (one seed failed)
+    assert corr["nce_seeds"]["spearman"] > 0.5 and corr["ceiling"]["n"] == 13
+    assert set(corr["nce"]["top_k"]) == {"k", "share", "chance"} and corr["nce"]["top_k"]["k"] == 3
+    assert corr["search"]["best"]["id"] == "search-01" and 0 <= corr["search"]["best"]["percentile"] <= 100
+    written = read_study_csv(tmp_path / "study.csv")
+    r3 = next(r for r in written if r["id"] == "random-03")
+    assert r3["failed"] == "train_s1" and r3["bacc"] == "" and r3["bacc_s0"] != ""
+    assert float(written[0]["bacc"]) == pytest.approx((float(written[0]["bacc_s0"]) + float(written[0]["bacc_s1"])) / 2)
+    assert float(written[0]["seconds_nce"]) == 3.0 and written[0]["params"].isdigit()
+    everyone = correlations(rows, 2, use="all", n_resamples=300)
+    assert everyone["nce"]["n"] == 14 and check_reproducible(tmp_path / "study.csv", everyone)
+    one_seed = correlations(study_rows(genotypes, parts, 1), 1, n_resamples=300)
+    assert "nce_mean" not in one_seed and one_seed["ceiling"] is None and one_seed["nce"]["n"] == 14
+
+
+# ----------------------------------------------------------------------------- end to end
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A tiny labeled ISIC folder, a 2-trial search on its images, and a K=3 + TOP=1, SEEDS=2 study of both."""
+    root = tmp_path_factory.mktemp("study")
+    isic = write_isic(root / "isic")
+    with pytest.MonkeyPatch.context() as mp:
+        # image caches stay in the test's folder (search.py imports the function when it is loaded)
+        mp.setattr(common.images, "cache_path_for", lambda folder, size, subset=None: root / f"cache-{size}.npz")
+        search = load_script("search/search.py")
+        search_run = search.main([f"--DATA_DIR={isic / 'ISIC_2019_Training_Input'}", f"--OUT_DIR={root / 'search'}",
+                                  "--N_TRIALS=2", "--ALGO=random", *SEARCH_TINY])
+        real_nce = study_measure.nce_score
+
+        def flaky_nce(genotype, ctx, desc="trial", **kw):  # one part fails: recorded, the study goes on
+            if desc == "search-01 nce s1":
+                raise NonFiniteLoss("loss is nan")
+            return real_nce(genotype, ctx, desc, **kw)
+
+        mp.setattr(study_measure, "nce_score", flaky_nce)
+        args = [f"--LABELED_DIR={isic}", f"--SEARCH_RUN={search_run}", f"--OUT_DIR={root / 'run'}", *STUDY_TINY]
+        killed = []
+        with pytest.raises(KeyboardInterrupt):  # killed after the first labeled training's first epoch
+            _study(args, killed, interrupt_after_epoch=1)
+        calls = []
+        run_dir = _study(args, calls)  # the same command again: resumes
+    return {"root": root, "isic": isic, "search": Path(search_run), "run": Path(run_dir), "args": args, "calls": calls,
+            "killed": killed}
+
+
+def _study(args, calls, interrupt_after_epoch=None):
+    """Run proxy_study.py's main() from a fresh import, recording every train_isic main() call's argv; optionally
+    interrupted (like a kill) once train_isic has saved that many epochs."""
+    module = load_script("search/proxy_study.py")
+    real_load = module._load_script
+
+    def load(relpath):
+        script = real_load(relpath)
+        if relpath.endswith("train_isic.py"):
+            train_main, real_save = script.main, script.save_epoch
+            script.main = lambda argv: calls.append(argv) or train_main(argv)
+
+            def save_epoch(run_dir, row, *a, **k):
+                real_save(run_dir, row, *a, **k)
+                if row["epoch"] == interrupt_after_epoch:
+                    raise KeyboardInterrupt
+
+            script.save_epoch = save_epoch
+        return script
+
+    module._load_script = load
+    return module.main(args)
+
+
+def test_study_writes_every_file(tiny):
+    run = tiny["run"]
+    for name in ("config.json", "search_settings.json", "genotypes.json", "parts.jsonl", "study.csv",
+                 "correlations.json", "report.md", "correlations.png", "finished.json"):
+        assert (run / name).is_file(), name
+    for score in HIGHER_IS_BETTER:
+        assert (run / f"scatter_{score}.png").is_file(), score
+    rows = read_study_csv(run / "study.csv")
+    assert [r["id"] for r in rows] == ["random-00", "random-01", "random-02", "search-01"]
+    assert [r["source"] for r in rows] == ["random"] * 3 + ["search"]
+    for column in ("nce", "nce_mean", "naswot", "synflow", "params", "macs", "bacc", "bacc_s0", "bacc_s1", "test_bacc",
+                   "test_bacc_s0", "nce_s0", "nce_s1", "seconds_nce", "seconds_train", "failed", "genotype"):
+        assert column in rows[0], column
+    report = (run / "report.md").read_text()
+    assert "| score | better | n | Spearman rho [95% CI] |" in report and "## Caveats" in report
+    assert all(f"| {score} |" in report for score in HIGHER_IS_BETTER)
+
+
+def test_labels_come_from_train_isic_runs_with_one_split_and_each_seed(tiny):
+    run, calls = tiny["run"], tiny["calls"]
+    assert len(calls) == 8  # 4 genotypes x 2 seeds, through train_isic's main()
+    seeds = sorted(a for argv in calls for a in argv if a.startswith("--SEED="))
+    assert seeds == ["--SEED=0"] * 4 + ["--SEED=1"] * 4
+    splits = set()
+    for r in read_study_csv(run / "study.csv"):
+        for i in range(2):
+            metrics = json.loads((run / "train" / f"{r['id']}-s{i}" / "metrics.json").read_text())
+            assert float(r[f"bacc_s{i}"]) == metrics["val_last"]["balanced_accuracy"]  # the last epoch, not the best
+            assert float(r[f"test_bacc_s{i}"]) == metrics["test"]["balanced_accuracy"]
+            assert metrics["genotype"] == json.loads(r["genotype"]) and metrics["epochs"] == 2
+            splits.add(metrics["split_sha1"])
+        assert float(r["bacc"]) == pytest.approx((float(r["bacc_s0"]) + float(r["bacc_s1"])) / 2)
+    assert len(splits) == 1  # SEED changes, the split (SPLIT_SEED) does not
+
+
+def test_a_study_killed_during_a_labeled_training_resumes_it_from_its_checkpoint(tiny):
+    assert len(tiny["killed"]) == 1 and tiny["calls"][0] == tiny["killed"][0]  # the same argv: the same run folder
+    run = tiny["run"] / "train" / "random-00-s0"
+    history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
+    assert [h["epoch"] for h in history] == [1, 2]
+    log = (tiny["run"] / "train" / "random-00-s0.log").read_text()
+    # killed before it printed epoch 1's line (the checkpoint was saved); the rerun trained epoch 2 alone
+    assert "resumed from" in log and "after epoch 1" in log and "epoch 1/2 |" not in log and log.count("epoch 2/2 |") == 1
+    parts = [json.loads(line) for line in (tiny["run"] / "parts.jsonl").read_text().splitlines()]
+    assert len(parts) == len({(p["id"], p["part"], p["seed_index"]) for p in parts}) == 4 * 7  # nothing measured twice
+
+
+def test_nce_is_the_searchs_own_trial_score_and_a_failed_part_is_recorded(tiny):
+    rows = {r["id"]: r for r in read_study_csv(tiny["run"] / "study.csv")}
+    trials = {t["trial"]: t for t in map(json.loads, (tiny["search"] / "trials.jsonl").read_text().splitlines())}
+    found = rows["search-01"]
+    best = min((t for t in trials.values() if t["status"] == "ok"), key=lambda t: t["loss"])
+    assert int(found["trial"]) == best["trial"] and json.loads(found["genotype"]) == best["genotype"]
+    assert float(found["nce"]) == best["loss"]  # same code, same settings, same seed: the same number
+    assert found["failed"] == "nce_s1" and found["nce_s1"] == "" and found["nce_mean"] == ""
+    assert found["bacc"] != ""  # the other parts ran
+    for r in rows.values():
+        assert r["nce"] == r["nce_s0"]
+        if r["source"] == "random":
+            assert r["failed"] == "" and float(r["nce_mean"]) == pytest.approx((float(r["nce_s0"]) + float(r["nce_s1"])) / 2)
+    settings = json.loads((tiny["run"] / "search_settings.json").read_text())
+    assert settings["INIT_CHANNELS"] == 4 and settings["EPOCHS"] == 1  # the search run's own settings
+
+
+def test_correlations_reproducible_and_search_percentile(tiny):
+    corr = json.loads((tiny["run"] / "correlations.json").read_text())
+    check_reproducible(tiny["run"] / "study.csv", corr)
+    assert corr["about"]["n_rows"] == 3 and corr["about"]["seeds"] == 2
+    assert set(corr["about"]["scores"]) == set(HIGHER_IS_BETTER)
+    assert {"spearman", "spearman_ci", "kendall", "kendall_ci", "top_k", "direction", "n"} <= set(corr["nce"])
+    assert corr["ceiling"]["seeds"] == 2 and corr["nce_seeds"]["n"] == 3
+    assert corr["search"]["best"]["id"] == "search-01" and corr["search"]["n_random"] == 3
+
+
+def test_rerun_after_finished_marker_deleted_redoes_nothing(tiny, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(tiny["run"], run)
+    (run / "finished.json").unlink()
+    before = {p: (run / p).read_bytes() for p in ("parts.jsonl", "study.csv", "correlations.json")}
+    calls = []
+    args = [a if not a.startswith("--OUT_DIR=") else f"--OUT_DIR={run}" for a in tiny["args"]]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(common.images, "cache_path_for", lambda folder, size, subset=None: tiny["root"] / f"cache-{size}.npz")
+        mp.setattr(study_measure, "nce_score", lambda *a, **k: pytest.fail("nce rerun"))
+        _study(args, calls)
+    assert calls == [] and (run / "finished.json").is_file()
+    for name, data in before.items():
+        assert (run / name).read_bytes() == data, name
+    with pytest.raises(ConfigError, match="finished"):  # a finished study is never written again
+        _study(args, calls)
+
+
+def test_resume_after_kill_runs_only_the_missing_parts(tiny, tmp_path):
+    """As if killed while search-01's last parts ran: their lines are missing (one torn); the finished train runs are
+    read back, not trained again; the missing nce is computed again, to the same number."""
+    run = tmp_path / "run"
+    shutil.copytree(tiny["run"], run)
+    (run / "finished.json").unlink()
+    lines = (run / "parts.jsonl").read_text().splitlines(keepends=True)
+    assert [json.loads(line)["part"] for line in lines[-4:]] == ["nce", "nce", "train", "train"]
+    (run / "parts.jsonl").write_text("".join(lines[:-4]) + lines[-4][:25])  # nce s0 torn, the rest never written
+    calls = []
+    args = [a if not a.startswith("--OUT_DIR=") else f"--OUT_DIR={run}" for a in tiny["args"]]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(common.images, "cache_path_for", lambda folder, size, subset=None: tiny["root"] / f"cache-{size}.npz")
+        _study(args, calls)
+    assert calls == []  # both seeds' train_isic runs had finished: read, not retrained
+    old = {r["id"]: r for r in read_study_csv(tiny["run"] / "study.csv")}
+    new = {r["id"]: r for r in read_study_csv(run / "study.csv")}
+    for gid in old:
+        for column in ("nce", "naswot", "synflow", "params", "bacc_s0", "bacc_s1", "test_bacc"):
+            assert new[gid][column] == old[gid][column], (gid, column)
+    assert new["search-01"]["failed"] == "" and new["search-01"]["nce_s1"] != ""  # no failure injected this time
+    assert (run / "finished.json").is_file()
+
+
+@pytest.mark.parametrize("bad, match", [
+    ("--TRAIN_ARGS=('--SEED=3',)", "set by the study"),
+    ("--K=2", "K"),
+    ("--SEARCH_ARGS=('EPOCHS=1',)", "NAME=value"),
+    ("--CORRELATE=best", "CORRELATE"),
+    ("--TRAIN_ARGS=('--LR=-1',)", "LR"),
+])
+def test_bad_settings_stop_before_a_run_folder(tmp_path, bad, match):
+    out = tmp_path / "run"
+    with pytest.raises(ConfigError, match=match):
+        load_script("search/proxy_study.py").main([f"--OUT_DIR={out}", "--DEVICE=cpu", bad])
+    assert not out.exists()
+
+
+def test_a_folder_that_is_no_search_run_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="not a search run"):
+        load_script("search/proxy_study.py").main([f"--SEARCH_RUN={tmp_path}", f"--OUT_DIR={tmp_path / 'run'}"])
