@@ -6,6 +6,7 @@
 Any constant below can be overridden as --NAME=value. Results go to OUT_DIR (see README.md).
 """
 import math
+import shutil
 import sys
 from pathlib import Path
 
@@ -244,7 +245,12 @@ def main(argv=None):
     # ---- memory: one probe of the largest candidate, before the first trial ----------------------------------
     ctx = worker_setup(setup, cfg["DEVICE"], 0)
     if cfg["SCORE"] == "nce":
-        check_memory(step_memory(ctx), cfg, rt, len(images))
+        try:
+            check_memory(step_memory(ctx), cfg, rt, len(images))
+        except ConfigError:
+            if not resumed:  # nothing has run: leave no folder that would refuse the corrected BATCH_SIZE
+                shutil.rmtree(run_dir)
+            raise
 
     # ---- search loop -------------------------------------------------------------------------------------
     if cfg["WORKERS"] == 1 and cfg["EXECUTOR"] == "local":
