@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from common.config import ConfigError
+from common.config import ConfigError, parse_overrides
 from common.runs import atomic_write_json
 
 RUNTIME_FILE = "runtime.json"  # the resolved runtime a run started with, compared on resume
@@ -60,6 +60,17 @@ def pick_device(name="auto"):
     if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise ConfigError(f"--DEVICE={name}: MPS is not available here; use --DEVICE=auto or cpu")
     return device
+
+
+def device_preset(argv, defaults, gpu_preset, device_name="DEVICE", preset_name="PRESET"):
+    """For scripts whose PRESET 'auto' means "the GPU preset on CUDA, else 'cpu'": argv with --PRESET=<resolved>.
+
+    defaults: the script's constants (the names config_names() finds), read for PRESET and DEVICE."""
+    given = parse_overrides(argv, defaults)
+    preset = given.get(preset_name, defaults[preset_name])
+    if preset == "auto":
+        preset = gpu_preset if pick_device(given.get(device_name, defaults[device_name])).type == "cuda" else "cpu"
+    return [*argv, f"--{preset_name}={preset}"]
 
 
 def runtime(device="auto", amp="auto", channels_last="auto"):

@@ -122,6 +122,15 @@ class Executor:
             self.log(f"worker {where['worker']} ({where['device']}, pid {where['pid']}) died during trial {key} "
                      f"({reason}); resubmitting it (attempt {len(trial.deaths) + 1} of {self.max_resubmits + 1})")
 
+    def _begin_close(self):
+        """False when already closed; else marks the executor closed and says what is left unfinished."""
+        if self._closed:
+            return False
+        self._closed = True
+        if self._trials:
+            self.log(f"executor: closing with {len(self._trials)} trials unfinished")
+        return True
+
     def _idle_death(self, slot, name, reason):
         """A worker died between trials: restart it, unless it keeps dying (then worker_setup is the likely cause)."""
         slot.crashes += 1
@@ -332,11 +341,8 @@ class LocalExecutor(Executor):
 
     def close(self):
         """Stop the workers: idle ones by message, running ones by SIGTERM, then SIGKILL; no child is left behind."""
-        if self._closed:
+        if not self._begin_close():
             return
-        self._closed = True
-        if self._trials:
-            self.log(f"executor: closing with {len(self._trials)} trials unfinished")
         slots = [s for s in self._slots if s.process is not None]
         for slot in slots:
             if slot.ready and slot.key is None and not slot.conn.closed:
@@ -497,11 +503,8 @@ class RayExecutor(Executor):
 
     def close(self):
         """Kill the actors; shut Ray down when this executor started it."""
-        if self._closed:
+        if not self._begin_close():
             return
-        self._closed = True
-        if self._trials:
-            self.log(f"executor: closing with {len(self._trials)} trials unfinished")
         for slot in self._slots:
             try:
                 self._ray.kill(slot.process, no_restart=True)

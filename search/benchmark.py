@@ -23,9 +23,9 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from common import genotypes as G  # noqa: E402
-from common.config import ConfigError, config_names, configure, format_config, parse_overrides, run_cli  # noqa: E402
+from common.config import ConfigError, config_names, configure, format_config, run_cli  # noqa: E402
 from common.contrastive import BankNCE  # noqa: E402
-from common.device import autocast_for, pick_device  # noqa: E402
+from common.device import autocast_for, device_preset, pick_device  # noqa: E402
 from common.trial import CandidateTrainer  # noqa: E402
 from common.views import ViewMaker  # noqa: E402
 
@@ -73,11 +73,7 @@ TARGETS = {"ratio": 0.8, "loss_share": 0.05, "data_share": 0.05, "naive_speedup"
 def resolve_preset(argv):
     """PRESET 'auto' -> 'cuda' when DEVICE resolves to a CUDA device, else 'cpu'; returns argv naming it."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    given = parse_overrides(argv, {k: globals()[k] for k in config_names(globals())})
-    preset = given.get("PRESET", PRESET)
-    if preset == "auto":
-        preset = "cuda" if pick_device(given.get("DEVICE", DEVICE)).type == "cuda" else "cpu"
-    return argv + [f"--PRESET={preset}"]
+    return device_preset(argv, {k: globals()[k] for k in config_names(globals())}, "cuda")
 
 
 def amp_modes(amp, device):

@@ -41,10 +41,9 @@ from common.config import (  # noqa: E402
     config_names,
     configure,
     format_config,
-    parse_overrides,
     run_cli,
 )
-from common.device import pick_device  # noqa: E402
+from common.device import device_preset, pick_device  # noqa: E402
 from common.images import cache_path_for  # noqa: E402
 from common.runs import read_jsonl  # noqa: E402
 
@@ -89,11 +88,7 @@ class RowTimeLimit(Exception):
 def resolve_preset(argv):
     """PRESET 'auto' -> 'gpu' when DEVICE resolves to a CUDA device, else 'cpu'; returns argv naming it."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    given = parse_overrides(argv, {k: globals()[k] for k in config_names(globals())})
-    preset = given.get("PRESET", PRESET)
-    if preset == "auto":
-        preset = "gpu" if pick_device(given.get("DEVICE", DEVICE)).type == "cuda" else "cpu"
-    return argv + [f"--PRESET={preset}"]
+    return device_preset(argv, {k: globals()[k] for k in config_names(globals())}, "gpu")
 
 
 def check_settings(cfg):
