@@ -2,6 +2,7 @@
 import functools
 import json
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -78,9 +79,46 @@ def open_run_dir(out_dir, config, ignore=("OUT_DIR", "DEVICE")):
     """Create the run folder, or resume it when it holds an unfinished run of the same config.
 
     Returns (path, resumed). Raises ConfigError for a finished run, a different config (naming the settings
-    that differ) or a non-empty folder that is not a run folder.
+    that differ) or a non-empty folder that is not a run folder (dot-files such as .git or .DS_Store do not count).
+    """
+    path, resumed, _ = start_run_dir(out_dir, config, ignore)
+    return path, resumed
+
+
+def start_run_dir(out_dir, config, ignore=("OUT_DIR", "DEVICE")):
+    """open_run_dir, plus undo(): for a start that fails before any work is done (a batch that cannot fit).
+
+    undo() removes what this run wrote into the folder since it started (config.json and any later file), and the
+    folder itself only when this call created it; whatever was there before (.git, .DS_Store) is left alone. For a
+    resumed run undo() does nothing: its files are the run's, not this start's.
     """
     path = Path(out_dir).expanduser()
+    existed = path.is_dir()
+    before = {p.name for p in path.iterdir()} if existed else set()
+    path, resumed = _open(path, config, ignore)
+    if resumed:
+        return path, True, lambda: None
+
+    def undo():
+        if not path.is_dir():
+            return
+        for entry in path.iterdir():
+            if entry.name in before:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink(missing_ok=True)
+        if not existed:
+            try:
+                path.rmdir()  # only when empty: a file someone else put there meanwhile keeps the folder
+            except OSError:
+                pass
+
+    return path, False, undo
+
+
+def _open(path, config, ignore):
     cfg_file = path / "config.json"
     if (path / FINISHED).exists():
         raise ConfigError(f"{path} holds a finished run; choose a new OUT_DIR (results are never overwritten)")

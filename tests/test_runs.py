@@ -12,6 +12,7 @@ from common.runs import (
     mark_finished,
     open_run_dir,
     read_jsonl,
+    start_run_dir,
 )
 
 
@@ -106,3 +107,30 @@ def test_open_run_dir_refuses_a_folder_that_is_not_a_run(tmp_path):
     with pytest.raises(ConfigError, match="not a run folder"):
         open_run_dir(tmp_path, CFG)
     assert not (tmp_path / "config.json").exists()
+
+
+def test_undo_of_a_failed_start_removes_only_what_the_run_wrote(tmp_path):
+    """A user's folder with only dot-files (a git checkout, .DS_Store) is accepted as OUT_DIR; a start that fails
+    removes config.json and what came after it, never the folder or what was there before."""
+    out = tmp_path / "out"
+    (out / ".git" / "objects").mkdir(parents=True)
+    (out / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    (out / ".DS_Store").write_text("x")
+    path, resumed, undo = start_run_dir(out, CFG)
+    assert path == out and not resumed and (out / "config.json").exists()
+    (out / "skipped_files.csv").write_text("path,reason\n")  # files and folders the failed start wrote
+    (out / "cam").mkdir()
+    (out / "cam" / "a.png").write_bytes(b"png")
+    undo()
+    assert sorted(p.name for p in out.iterdir()) == [".DS_Store", ".git"]
+    assert (out / ".git" / "HEAD").read_text() == "ref: refs/heads/main\n" and (out / ".git" / "objects").is_dir()
+
+    fresh = tmp_path / "runs" / "new"  # a folder the start made is removed with its files
+    _, _, undo = start_run_dir(fresh, CFG)
+    undo()
+    assert not fresh.exists() and (tmp_path / "runs").is_dir()
+
+    _, _, undo = start_run_dir(fresh, CFG)  # a resumed run's undo touches nothing
+    _, resumed, undo_resumed = start_run_dir(fresh, CFG)
+    undo_resumed()
+    assert resumed and (fresh / "config.json").exists()
