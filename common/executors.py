@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import wait
 
 from common.config import ConfigError
+from common.failures import CANDIDATE_ERRORS, failure_reason
 
 KINDS = ("local", "ray")
 STOP_GRACE_S = 5.0  # seconds an idle worker gets to exit after the stop message before it is terminated
@@ -156,11 +157,12 @@ class _Trial:
 
 
 def _run_one(worker_fn, key, task, state):
-    """('ok', key, result) or ('error', key, 'ExcType: msg', traceback) -- an exception never kills the worker."""
+    """('ok', key, result) or ('error', key, 'ExcType: msg', traceback) -- an exception never kills the worker
+    (common/failures.py's policy: whatever worker_fn raises fails this trial only)."""
     try:
         return ("ok", key, worker_fn(task, state))
-    except Exception as exc:
-        return ("error", key, f"{type(exc).__name__}: {exc}", traceback.format_exc())
+    except CANDIDATE_ERRORS as exc:
+        return ("error", key, failure_reason(exc), traceback.format_exc())
 
 
 def _exit_code_text(code):
@@ -191,12 +193,14 @@ def worker_devices(device, workers):
     return [str(pick_device(device))] * workers
 
 
-def worker_threads(threads, workers):
-    """CPU threads per worker: `threads`, or 0 = this process's cores split between the workers (at least 1)."""
+def worker_threads(threads, workers, cores=None):
+    """CPU threads per worker: `threads`, or 0 = the cores split between the workers (at least 1). cores: this
+    process's cores by default; a Ray cluster's CPUs for Ray actors."""
     if threads:
         return threads
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, cores // workers)
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, int(cores) // workers)
 
 
 def _exit_with_parent():
@@ -399,7 +403,10 @@ class _TrialActor:
 
 
 class RayExecutor(Executor):
-    """One Ray actor per slot, each reserving `threads` CPUs (0 = 1) and 1/trials_per_gpu GPU when the cluster has GPUs.
+    """One Ray actor per slot, each reserving `threads` CPUs and 1/trials_per_gpu GPU when the cluster has GPUs.
+
+    threads 0: as for local workers, the cores split between the workers -- this machine's cores for a Ray started
+    here, the cluster's CPUs for RAY_ADDRESS (at least 1 each); each actor sets torch to as many threads.
 
     setup_args goes into the object store once (ray.put); each actor reads it from there (numpy arrays zero-copy
     on the same node), so pass large arrays in setup_args rather than paths that other nodes lack.
@@ -413,15 +420,17 @@ class RayExecutor(Executor):
         self._ray, self._owns_ray, self._slots, self._refs = ray, False, [], {}
         if device not in ("auto", "cuda", "cpu"):
             raise ConfigError(f"device {device!r} with Ray: use auto, cuda or cpu (Ray assigns the GPUs)")
-        threads = threads or 1
         if not ray.is_initialized():
             if ray_address is None:  # a private local Ray; workers import what this process imports
+                threads = worker_threads(threads, workers)  # this machine's cores split between the actors
                 env = runtime_env or {"env_vars": {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}}
                 ray.init(num_cpus=workers * threads, include_dashboard=False, runtime_env=env)
             else:
                 ray.init(address=ray_address, runtime_env=runtime_env)
             self._owns_ray = True
         try:
+            threads = worker_threads(threads, workers, cores=ray.cluster_resources().get("CPU", 1))
+            self.threads = threads
             gpus = ray.cluster_resources().get("GPU", 0) if device != "cpu" else 0
             if device == "cuda" and not gpus:
                 raise ConfigError("device 'cuda' with Ray: the cluster has no GPUs; use auto or cpu")
@@ -445,7 +454,7 @@ class RayExecutor(Executor):
     def _start(self, slot):
         slot.process = self._actor.remote(*self._setup)  # an actor handle in the place of a process
         slot.ready, slot.key, slot.pid = False, None, None
-        self._refs[slot.process.ready.remote()] = slot
+        self._refs[slot.process.ready.remote()] = (slot, "ready")
 
     def _dispatch(self):
         for slot in self._slots:
@@ -453,7 +462,7 @@ class RayExecutor(Executor):
                 return
             if slot.ready and slot.key is None:
                 slot.key = self._pending.popleft()
-                self._refs[slot.process.run.remote(slot.key, self._trials[slot.key].task)] = slot
+                self._refs[slot.process.run.remote(slot.key, self._trials[slot.key].task)] = (slot, "run")
 
     def _wait(self, timeout, done):
         ray = self._ray
@@ -465,13 +474,16 @@ class RayExecutor(Executor):
         if rest:
             ready += ray.wait(rest, num_returns=len(rest), timeout=0)[0]
         for ref in ready:
-            slot = self._refs.pop(ref)
+            slot, kind = self._refs.pop(ref)
             try:
                 message = ray.get(ref)
-            except ray.exceptions.RayTaskError as exc:  # run() itself failed (e.g. the result would not pickle)
-                key, slot.key = slot.key, None
+            except ray.exceptions.RayTaskError as exc:
                 cause = getattr(exc, "cause", None) or exc
-                self._error(done, key, f"{type(cause).__name__}: {cause}", str(exc), self._where(slot, key))
+                if kind == "ready":  # the actor cannot even answer: as a worker that died before its first trial
+                    self._replace(slot, f"ready() raised {type(cause).__name__}: {cause}", done)
+                    continue
+                key, slot.key = slot.key, None  # run() itself failed (e.g. the result would not pickle)
+                self._error(done, key, failure_reason(cause), str(exc), self._where(slot, key))
                 continue
             except ray.exceptions.RayError as exc:  # the actor died: killed, OOM-killed, its node lost (an actor
                 # that died idle is noticed only by the next trial sent to it, which then counts one attempt)

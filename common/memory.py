@@ -1,5 +1,7 @@
 """Step memory: estimate a training step's peak from small probe steps, and stop early when it cannot fit."""
+import gc
 import os
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,17 +83,20 @@ def _cgroup_room():
     return None
 
 
-def available_bytes(device):
+def available_bytes(device, cached=True):
     """Bytes a training step on `device` can still take, or None when the platform does not say.
 
     cpu: MemAvailable (Linux), capped by a container's memory limit; else free physical pages (os.sysconf).
-    cuda: free device memory plus what PyTorch's allocator already holds (its cached blocks are reusable).
+    cuda: free device memory plus what this process's tensors hold (a probe's peak counts them too), plus with
+    `cached` the blocks PyTorch's allocator keeps cached (reusable by this process only: pass cached=False when the
+    steps will run in other processes, e.g. trials in worker processes or Ray actors).
     mps: the recommended working set minus what the Metal driver has allocated.
     """
     device = torch.device(device)
     if device.type == "cuda":
         free, _total = torch.cuda.mem_get_info(device)
-        return int(free + torch.cuda.memory_reserved(device))
+        held = torch.cuda.memory_reserved(device) if cached else torch.cuda.memory_allocated(device)
+        return int(free + held)
     if device.type == "mps":
         mps = getattr(torch, "mps", None)
         if mps is None or not hasattr(mps, "recommended_max_memory"):
@@ -181,10 +186,11 @@ def _suggest(bytes_needed, batch_size, per_image, budget):
 
 
 def check_fits(bytes_needed, device, setting="BATCH_SIZE", *, batch_size=None, per_image=None, headroom=HEADROOM,
-               available=None):
+               available=None, network_hint=None):
     """Raise ConfigError (one line naming `setting` and a smaller value) when a step will not fit on `device`.
 
     available: bytes the device has (default: available_bytes(device)); when unknown the check passes.
+    network_hint: what to lower when even the smallest batch would not fit (default: a smaller network, more memory).
     Returns the available bytes it compared against, or None.
     """
     device = torch.device(device)
@@ -201,7 +207,8 @@ def check_fits(bytes_needed, device, setting="BATCH_SIZE", *, batch_size=None, p
     if smaller is not None:
         message += f"; try --{setting}={smaller}"
     else:
-        message += f"; even {setting}={MIN_BATCH} would not fit: use a smaller network or a machine with more memory"
+        hint = network_hint or "use a smaller network or a machine with more memory"
+        message += f"; even {setting}={MIN_BATCH} would not fit: {hint}"
     raise ConfigError(message)
 
 
@@ -210,3 +217,78 @@ def memory_line(bytes_needed, device, available=None):
     available = available_bytes(device) if available is None else available
     room = f"{format_bytes(available)} available" if available is not None else "available memory unknown"
     return f"step memory: about {format_bytes(bytes_needed)} per step on {torch.device(device)} ({room})"
+
+
+def check_step(mem, device, batch_size, *, setting="BATCH_SIZE", sharing=1, available=None, network_hint=None,
+               log=print, note=""):
+    """Print the memory line of a measured step (StepMemory) at `batch_size`, `sharing` steps at a time on `device`;
+    raise ConfigError (one line naming `setting`) when they cannot fit. Returns the bytes needed."""
+    need = mem.bytes_at(batch_size) * sharing
+    available = available_bytes(device) if available is None else available
+    shared = f" ({sharing} trials at a time)" if sharing > 1 else ""
+    log(memory_line(need, device, available) + shared + note)
+    check_fits(need, device, setting, batch_size=batch_size, per_image=mem.per_image * sharing, available=available,
+               network_hint=network_hint)
+    return need
+
+
+def check_step_memory(step_fn, device, batch_size, *, params=(), setting="BATCH_SIZE", sharing=1, available=None,
+                      network_hint=None, probe_batch=PROBE_BATCH, log=print):
+    """Probe one training step (step_fn(b) trains on b images: see probe_step) and stop before the first epoch, with
+    one line naming `setting`, when `batch_size` will not fit on `device`. Returns the StepMemory."""
+    mem = probe_step(step_fn, device, probe_batch, batch_size, params)
+    check_step(mem, device, batch_size, setting=setting, sharing=sharing, available=available,
+               network_hint=network_hint, log=log)
+    return mem
+
+
+def classifier_step(build_model, image_size, n_classes, device, *, autocast=nullcontext, channels_last=False,
+                    aux_weight=0.0, lr=0.01, momentum=0.9, weight_decay=0.0):
+    """(step_fn, parameters) of one supervised SGD step of a fresh model from build_model() on random images of
+    `image_size` px: what the probe measures for a labeled training run. The model may return logits or (logits,
+    auxiliary logits or None). The model is a throwaway, built here and trained by the probe steps; the global RNG
+    stream is left as it was (the step draws from a generator of its own)."""
+    device = torch.device(device)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    with torch.random.fork_rng(devices=[]):
+        model = build_model().to(device).train()
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+    criterion = torch.nn.CrossEntropyLoss()
+    gen = torch.Generator().manual_seed(0)
+
+    def step(b):
+        x = torch.rand(b, 3, image_size, image_size, generator=gen).to(device, memory_format=fmt)
+        y = torch.randint(0, n_classes, (b,), generator=gen).to(device)
+        with autocast():
+            out = model(x)
+            logits, aux = out if isinstance(out, (tuple, list)) else (out, None)
+            loss = criterion(logits.float(), y)
+            if aux is not None and aux_weight:
+                loss = loss + aux_weight * criterion(aux.float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return step, list(model.parameters())
+
+
+def check_classifier_memory(build_model, *, image_size, n_classes, batch_size, device, autocast=nullcontext,
+                            channels_last=False, aux_weight=0.0, sharing=1, setting="BATCH_SIZE",
+                            network_hint="lower IMAGE_SIZE or INIT_CHANNELS", log=print):
+    """From the settings: probe a labeled training step of build_model() at `image_size` px and stop with one line
+    naming BATCH_SIZE (or, when even the smallest batch cannot fit, IMAGE_SIZE / INIT_CHANNELS) before the first
+    epoch. Returns the StepMemory. The probe's model is freed before it returns."""
+    device = torch.device(device)
+    step, params = classifier_step(build_model, image_size, n_classes, device, autocast=autocast,
+                                   channels_last=channels_last, aux_weight=aux_weight)
+    try:
+        mem = probe_step(step, device, batch_size=batch_size, params=params)
+    finally:
+        step = params = None
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    check_step(mem, device, batch_size, setting=setting, sharing=sharing, network_hint=network_hint, log=log)
+    return mem

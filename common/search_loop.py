@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from common.failures import run_candidate
 from common.runs import append_jsonl, atomic_write_json, read_jsonl
 from common.tpe import TrialHistory
 
@@ -34,12 +35,16 @@ class Finished:
 
 
 class InlineExecutor:
-    """WORKERS=1 on the local machine: each trial runs in this process, when polled (no worker process to start)."""
+    """WORKERS=1 on the local machine: each trial runs in this process, when polled (no worker process to start).
+
+    Whatever run_fn raises fails that trial only (common/failures.py), as in a worker process: the same policy
+    whether trials run inline or in parallel. debug: print the traceback.
+    """
 
     capacity = 1
 
-    def __init__(self, run_fn, device):
-        self.run_fn, self.device, self.queue = run_fn, str(device), []
+    def __init__(self, run_fn, device, debug=False):
+        self.run_fn, self.device, self.queue, self.debug = run_fn, str(device), [], debug
 
     @property
     def in_flight(self):
@@ -53,7 +58,8 @@ class InlineExecutor:
             return []
         key, task = self.queue.pop(0)
         where = {"worker": 0, "node": socket.gethostname(), "device": self.device, "pid": os.getpid(), "attempts": 1}
-        return [Finished(key, self.run_fn(task), None, where)]
+        result, error = run_candidate(self.run_fn, task, debug=self.debug)
+        return [Finished(key, result, error, where)]
 
     def close(self):
         self.queue.clear()

@@ -6,7 +6,6 @@ record's `loss`: for a score where higher is better, loss = -score.
 """
 import gc
 import time
-import traceback
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,7 +15,8 @@ from tqdm import tqdm
 from common import genotypes as G
 from common.cell_cost import eval_network_size
 from common.device import Runtime, runtime
-from common.memory import probe_step
+from common.failures import run_candidate
+from common.memory import available_bytes, probe_step
 from common.trial import CandidateTrainer, NonFiniteLoss, run_trial
 from common.views import ViewMaker
 
@@ -53,9 +53,23 @@ def worker_setup(setup, device, threads):
     return TrialContext(torch.as_tensor(np.asarray(setup["images"])).to(rt.device), make_views(cfg), cfg, rt)
 
 
+PROBE_TASK = {"probe_memory": True}  # a task that measures the step memory in a worker instead of running a trial
+
+
 def worker_run(task, ctx):
-    """One trial in a worker process: no progress bars (several workers share one terminal)."""
+    """One trial in a worker process: no progress bars (several workers share one terminal). PROBE_TASK: the step's
+    memory, measured where the trials run (see probe_in_worker)."""
+    if task.get("probe_memory"):
+        return probe_in_worker(ctx)
     return evaluate_trial(task, ctx, progress=False)
+
+
+def probe_in_worker(ctx):
+    """{'fixed', 'per_image', 'device', 'available'}: step_memory on this worker's device, and the memory that is free
+    there once the probe's model is gone -- not counting blocks cached by another process (as the driver's would be)."""
+    mem = step_memory(ctx)  # releases its memory (and on CUDA the allocator's cache) before returning
+    return {"fixed": mem.fixed, "per_image": mem.per_image, "device": str(ctx.rt.device),
+            "available": available_bytes(ctx.rt.device, cached=False)}
 
 
 def budget_check(sample, cfg):
@@ -147,23 +161,32 @@ def release_memory(device):
         torch.cuda.empty_cache()
 
 
-def evaluate_trial(task, ctx, progress=True, **run_kwargs):
-    """task {'trial': n, 'sample': {label: choice index}} -> the trials.jsonl record (status 'ok' or 'fail')."""
+def score_genotype(genotype, ctx, desc="trial", progress=True, **run_kwargs):
+    """The candidate's score fields: the NCE training's (loss, epoch losses, speed) or a training-free score's."""
     cfg = ctx.cfg
-    genotype = G.sample_to_genotype(task["sample"], space=cfg["SPACE"])
-    record = {"trial": task["trial"], "score": cfg["SCORE"], "genotype": G.to_dict(genotype), "sample": task["sample"]}
-    start, failure = time.perf_counter(), None
-    try:
-        if cfg["SCORE"] == "nce":
-            scored = nce_score(genotype, ctx, f"trial {task['trial']}", progress, **run_kwargs)
-        else:
-            scored = training_free_score(cfg["SCORE"], genotype, ctx)
+    if cfg["SCORE"] == "nce":
+        return nce_score(genotype, ctx, desc, progress, **run_kwargs)
+    return training_free_score(cfg["SCORE"], genotype, ctx)
+
+
+def evaluate_trial(task, ctx, progress=True, **run_kwargs):
+    """task {'trial': n, 'sample': {label: choice index}} -> the trials.jsonl record (status 'ok' or 'fail').
+
+    Whatever the candidate raises is its failure (common/failures.py: the same inline and in a worker); DEBUG prints
+    the traceback."""
+    cfg = ctx.cfg
+    record = {"trial": task["trial"], "score": cfg["SCORE"], "sample": task["sample"]}
+    start = time.perf_counter()
+
+    def score():
+        genotype = G.sample_to_genotype(task["sample"], space=cfg["SPACE"])
+        record["genotype"] = G.to_dict(genotype)
+        return score_genotype(genotype, ctx, f"trial {task['trial']}", progress, **run_kwargs)
+
+    scored, failure = run_candidate(score, debug=cfg["DEBUG"])
+    if failure is None:
         record.update(status="ok", **scored)
-    except (NonFiniteLoss, RuntimeError, ValueError) as exc:  # NaN, out of memory, a shape error: record, go on
-        failure = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:300]}"
-        if cfg["DEBUG"]:
-            traceback.print_exc()
-    if failure is not None:  # outside the except block, whose traceback would keep the trainer, model and bank alive
+    else:  # run_candidate has dropped the exception, whose traceback would keep the trainer, model and bank alive
         record.update(status="fail", loss=None, reason=failure)
         release_memory(ctx.rt.device)
     record["seconds"] = round(time.perf_counter() - start, 2)

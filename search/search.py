@@ -6,7 +6,6 @@
 Any constant below can be overridden as --NAME=value. Results go to OUT_DIR (see README.md).
 """
 import math
-import shutil
 import sys
 from pathlib import Path
 
@@ -24,9 +23,10 @@ from common.executors import KINDS as _EXECUTORS  # noqa: E402  (private names: 
 from common.executors import make_executor  # noqa: E402
 from common.figures import plot_search_curve  # noqa: E402
 from common.images import build_cache, cache_path_for, list_images, skipped_summary, write_skipped  # noqa: E402
-from common.memory import check_fits, memory_line  # noqa: E402
-from common.runs import atomic_write_json, mark_finished, new_run_dir, open_run_dir  # noqa: E402
+from common.memory import StepMemory, check_fits, memory_line  # noqa: E402
+from common.runs import atomic_write_json, mark_finished, new_run_dir, start_run_dir  # noqa: E402
 from common.search_loop import InlineExecutor, SearchLoop, SearchStopped, eta_minutes  # noqa: E402
+from common.search_trial import PROBE_TASK as _PROBE_TASK  # noqa: E402
 from common.search_trial import SCORES as _SCORES  # noqa: E402
 from common.search_trial import budget_check, evaluate_trial, step_memory, worker_run, worker_setup  # noqa: E402
 from common.tpe import make_suggest, search_space  # noqa: E402
@@ -201,12 +201,29 @@ def trials_per_device(cfg, device):
     return cfg["WORKERS"]
 
 
-def check_memory(mem, cfg, rt, n_images):
-    """Print the step memory beside the device; stop with one line naming BATCH_SIZE when it cannot fit."""
-    sharing = trials_per_device(cfg, rt.device)
+def check_memory(mem, cfg, n_images, available=None, where=""):
+    """Print the step memory beside the device; stop with one line naming BATCH_SIZE when it cannot fit.
+
+    mem: a StepMemory measured on the device the trials run on; available: the memory free there (None = this
+    process's device, measured now)."""
+    sharing = trials_per_device(cfg, mem.device)
     need = mem.bytes_at(min(cfg["BATCH_SIZE"], n_images)) * sharing
-    print(memory_line(need, rt.device) + (f" ({sharing} trials at a time)" if sharing > 1 else ""))
-    check_fits(need, rt.device, batch_size=cfg["BATCH_SIZE"], per_image=mem.per_image * sharing)
+    print(memory_line(need, mem.device, available) + (f" ({sharing} trials at a time)" if sharing > 1 else "") + where)
+    check_fits(need, mem.device, batch_size=cfg["BATCH_SIZE"], per_image=mem.per_image * sharing, available=available)
+
+
+def probe_in_first_worker(executor):
+    """(StepMemory, available bytes, where) measured by the first worker, before any trial: where the trials run (its
+    GPU, its Ray node), counting only the memory that is free there."""
+    executor.submit(0, _PROBE_TASK)  # key 0: trial numbers start at 1
+    while True:
+        for done in executor.poll(timeout=1.0):
+            if done.result is None:
+                raise RuntimeError(f"the memory probe failed in worker {done.where.get('worker')}: {done.error}")
+            r = done.result
+            w = done.where
+            where = f", measured in worker {w.get('worker')} (pid {w.get('pid')} on {w.get('node')})"
+            return StepMemory(r["fixed"], r["per_image"], torch.device(r["device"])), r["available"], where
 
 
 def main(argv=None):
@@ -214,7 +231,7 @@ def main(argv=None):
     cfg, from_preset = configure(globals(), argv, PRESETS)
     check_settings(cfg)
     rt = runtime(cfg["DEVICE"], cfg["AMP"], cfg["CHANNELS_LAST"])  # refuses unknown choices and absent devices
-    run_dir, resumed = open_run_dir(cfg["OUT_DIR"] or new_run_dir("search"), cfg, ignore=_RESUME_MAY_CHANGE)
+    run_dir, resumed, undo_start = start_run_dir(cfg["OUT_DIR"] or new_run_dir("search"), cfg, ignore=_RESUME_MAY_CHANGE)
     check_resumed_runtime(run_dir, rt, cfg["ALLOW_RUNTIME_CHANGE"])
     if cfg["DATA_DIR"] is None:
         print("DEMO: no DATA_DIR given, so this searches the built-in synthetic lesions with the small 'demo' preset.\n"
@@ -242,24 +259,31 @@ def main(argv=None):
           f"{cfg['N_TRIALS']} trials" + (f" x {cfg['EPOCHS']} epochs x {cfg['REPEATS']} seed(s)" if cfg["SCORE"] == "nce" else "")
           + (f" | {cfg['WORKERS']} at a time ({cfg['EXECUTOR']})" if cfg["WORKERS"] > 1 or cfg["EXECUTOR"] != "local" else ""))
 
-    # ---- memory: one probe of the largest candidate, before the first trial ----------------------------------
-    ctx = worker_setup(setup, cfg["DEVICE"], 0)
-    if cfg["SCORE"] == "nce":
-        try:
-            check_memory(step_memory(ctx), cfg, rt, len(images))
-        except ConfigError:
-            if not resumed:  # nothing has run: leave no folder that would refuse the corrected BATCH_SIZE
-                shutil.rmtree(run_dir)
-            raise
-
-    # ---- search loop -------------------------------------------------------------------------------------
+    # ---- executor: trials in this process, or in workers that hold their own copies of the images ------------
     if cfg["WORKERS"] == 1 and cfg["EXECUTOR"] == "local":
-        executor = InlineExecutor(lambda task: evaluate_trial(task, ctx), rt.device)
+        ctx = worker_setup(setup, cfg["DEVICE"], 0)
+        executor = InlineExecutor(lambda task: evaluate_trial(task, ctx), rt.device, debug=cfg["DEBUG"])
     else:
-        del ctx  # the workers hold their own copies of the images
+        ctx = None
         executor = make_executor(cfg["EXECUTOR"], workers=cfg["WORKERS"], worker_setup=worker_setup,
                                  worker_fn=worker_run, setup_args=setup, device=cfg["DEVICE"], threads=cfg["THREADS"],
                                  ray_address=cfg["RAY_ADDRESS"], trials_per_gpu=cfg["TRIALS_PER_GPU"])
+
+    # ---- memory: one probe of the largest candidate where the trials run, before the first trial --------------
+    if cfg["SCORE"] == "nce":
+        try:
+            if ctx is not None:
+                check_memory(step_memory(ctx), cfg, len(images))
+            else:
+                mem, available, where = probe_in_first_worker(executor)
+                check_memory(mem, cfg, len(images), available, where)
+        except ConfigError:
+            executor.close()
+            if not resumed:  # nothing has run: remove what this start wrote (never what was in OUT_DIR before), so
+                undo_start()  # that the corrected BATCH_SIZE can use the same OUT_DIR
+            raise
+
+    # ---- search loop -------------------------------------------------------------------------------------
 
     def on_record(record):
         print(progress_line(record, loop, executor.capacity), flush=True)

@@ -454,3 +454,38 @@ def test_a_batch_that_cannot_fit_stops_before_training(images, tmp_path, monkeyp
     with pytest.raises(ConfigError, match=r"BATCH_SIZE=8: one training step needs about .* MB on cpu") as err:
         _search(tmp_path / "run", images, "--N_TRIALS=1")
     assert "\n" not in str(err.value) and not (tmp_path / "run").exists()  # the smaller batch can use the folder
+
+
+# ---- a failed start never deletes what it did not create; one failure policy for candidates --------------------------
+
+
+def test_a_failed_start_leaves_the_users_folder_and_its_dot_files(images, tmp_path, monkeypatch):
+    """`mkdir -p out/.git && python search.py --OUT_DIR=out` with a batch that cannot fit: out/.git stays."""
+    import common.memory
+
+    out = tmp_path / "out"
+    (out / ".git").mkdir(parents=True)
+    (out / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    monkeypatch.setattr(common.memory, "available_bytes", lambda device: 10_000_000)  # a 10 MB device
+    with pytest.raises(ConfigError, match="BATCH_SIZE=8"):
+        _search(out, images, "--N_TRIALS=1")
+    assert sorted(p.name for p in out.iterdir()) == [".git"]  # config.json gone, the user's folder kept
+    assert (out / ".git" / "HEAD").read_text() == "ref: refs/heads/main\n"
+
+
+def test_a_candidate_raising_keyerror_is_a_failed_trial_inline(images, tmp_path, monkeypatch):
+    """WORKERS=1: any exception of a candidate (not only NaN / RuntimeError / ValueError) is its failure."""
+    real, calls = search_trial.run_trial, []
+
+    def run_trial(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyError("sep_conv_9x9")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(search_trial, "run_trial", run_trial)
+    _, run = _search(tmp_path / "run", images, "--N_TRIALS=2")
+    trials = _trials(run)
+    assert [t["status"] for t in trials] == ["fail", "ok", "ok"]
+    assert trials[0]["reason"] == "KeyError: 'sep_conv_9x9'" and trials[0]["loss"] is None and "genotype" in trials[0]
+    assert (run / "finished.json").exists()

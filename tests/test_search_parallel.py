@@ -125,3 +125,44 @@ def test_killed_workers_have_their_trials_rerun(data, tmp_path):
     assert "died during trial" in out and "resubmitting" in out
     trials = _check_finished_run(run)
     assert [t["worker"]["attempts"] for t in trials].count(2) >= 1 and {t["status"] for t in trials} == {"ok"}
+
+
+# every process of the search (driver and spawned workers) imports this at start-up (PYTHONPATH): the first
+# candidate trained anywhere raises KeyError, as a bug in one candidate's op would
+KEYERROR_ONCE = """
+import os
+import common.search_trial as st
+
+_real = st.run_trial
+
+
+def _run_trial(*args, **kwargs):
+    try:
+        os.close(os.open({marker!r}, os.O_CREAT | os.O_EXCL))
+    except FileExistsError:
+        return _real(*args, **kwargs)
+    raise KeyError("sep_conv_9x9")
+
+
+st.run_trial = _run_trial
+"""
+
+
+def test_a_candidate_raising_keyerror_is_a_failed_trial_in_a_worker_too(data, tmp_path):
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(KEYERROR_ONCE.format(marker=str(tmp_path / "raised")))
+    env = {**_env(), "PYTHONPATH": os.pathsep.join([str(hook), str(ROOT)])}
+    run = tmp_path / "run"
+    cmd = [sys.executable, "search.py", *TINY, f"--DATA_DIR={data}", f"--OUT_DIR={run}", "--N_TRIALS=2", "--WORKERS=2"]
+    proc = subprocess.run(cmd, cwd=ROOT / "search", env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "raised").exists()
+    trials = _trials(run)
+    failed = [t for t in trials if t["status"] == "fail"]
+    assert len(failed) == 1 and sum(t["status"] == "ok" for t in trials) == 2  # the search went on
+    assert failed[0]["reason"] == "KeyError: 'sep_conv_9x9'" and failed[0]["loss"] is None and "genotype" in failed[0]
+    assert failed[0]["worker"]["worker"] in (0, 1) and failed[0]["worker"]["attempts"] == 1  # ran in a worker, once
+    assert (run / "finished.json").exists()
+    # the step memory was measured in a worker, before any trial
+    assert "step memory: about" in proc.stdout and "measured in worker" in proc.stdout
