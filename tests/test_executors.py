@@ -240,3 +240,150 @@ def test_ray_runs_tasks_in_actors_and_resubmits_a_killed_one(setup_args, tmp_pat
     assert done[2].where["pid"] != died and os.getpid() not in {f.where["pid"] for f in done.values()}
     assert str(died) in {line[0] for line in setups(setup_args)}  # worker_setup ran in the actor that died
     assert any("resubmitting" in line for line in logs)
+
+
+# -- the Ray executor against a fake `ray` module: its bookkeeping without a cluster (actors run synchronously) --
+
+
+class _FakeRay:
+    """Just enough of Ray's API for RayExecutor: actors are objects in this process, remote calls run at once."""
+
+    class exceptions:  # noqa: N801  (ray.exceptions)
+        class RayError(Exception):
+            pass
+
+        class RayTaskError(RayError):
+            def __init__(self, cause):
+                super().__init__(f"task raised {cause!r}")
+                self.cause = cause
+
+    def __init__(self, cpus=None, initialized=False, fail_ready=0):
+        self.cpus, self.initialized, self.fail_ready = cpus, initialized, fail_ready
+        self.init_kwargs, self.options, self.killed = None, [], 0
+
+    # cluster
+    def is_initialized(self):
+        return self.initialized
+
+    def init(self, **kwargs):
+        self.initialized, self.init_kwargs = True, kwargs
+        if self.cpus is None:
+            self.cpus = kwargs.get("num_cpus", 1)
+
+    def shutdown(self):
+        self.initialized = False
+
+    def cluster_resources(self):
+        return {"CPU": self.cpus}
+
+    def get_gpu_ids(self):
+        return []
+
+    # objects and tasks
+    def put(self, value):
+        return value
+
+    def remote(self, cls):
+        fake = self
+
+        class Remote:
+            def options(self, **kwargs):
+                fake.options.append(kwargs)
+                return self
+
+            def remote(self, *args):
+                return _FakeActor(fake, cls(*args))
+
+        return Remote()
+
+    def wait(self, refs, num_returns=1, timeout=None):
+        return list(refs[:num_returns]), list(refs[num_returns:])
+
+    def get(self, ref):
+        if ref.method == "ready" and self.fail_ready:
+            self.fail_ready -= 1
+            raise self.exceptions.RayTaskError(RuntimeError("ready() broke"))
+        return ref.value
+
+    def kill(self, actor, no_restart=True):
+        self.killed += 1
+
+
+class _FakeRef:
+    def __init__(self, method, value):
+        self.method, self.value = method, value
+
+
+class _FakeActor:
+    def __init__(self, ray, instance):
+        self._instance = instance
+
+    def __getattr__(self, name):
+        method = getattr(self._instance, name)
+
+        class Method:
+            def remote(self, *args):
+                return _FakeRef(name, method(*args))
+
+        return Method()
+
+
+@pytest.fixture
+def fake_ray(monkeypatch):
+    """Install a fake `ray` module; returns a factory: fake_ray(cpus=..., initialized=..., fail_ready=...)."""
+    import common.executors as E
+
+    threads_set = []
+    monkeypatch.setattr(E, "_set_threads", lambda threads, device: threads_set.append(threads))  # not this process's
+
+    def install(**kwargs):
+        fake = _FakeRay(**kwargs)
+        fake.threads_set = threads_set
+        monkeypatch.setitem(sys.modules, "ray", fake)
+        return fake
+
+    return install
+
+
+def ray_executor(setup_args, workers, logs, **kwargs):
+    args = {"array": np.load(setup_args["npy"]), "count_file": setup_args["count_file"]}
+    return make_executor("ray", workers=workers, worker_setup=toy_setup, worker_fn=toy_fn, setup_args=args,
+                         device="cpu", log=logs.append, **kwargs)
+
+
+def test_ray_splits_the_cores_between_trials_like_the_local_executor(fake_ray, setup_args):
+    logs = []
+    local = fake_ray()  # a private Ray started here: this machine's cores split, as for local workers
+    with ray_executor(setup_args, 2, logs) as ex:
+        assert ex.threads == worker_threads(0, 2)
+    assert local.init_kwargs["num_cpus"] == 2 * worker_threads(0, 2)
+    assert {o["num_cpus"] for o in local.options} == {worker_threads(0, 2)}
+    assert set(local.threads_set) == {worker_threads(0, 2)}  # each actor sets torch to as many threads
+    assert [line[2] for line in setups(setup_args)] == [str(worker_threads(0, 2))] * 2
+
+    cluster = fake_ray(cpus=48, initialized=True)  # RAY_ADDRESS: the cluster's CPUs split
+    with ray_executor(setup_args, 4, logs) as ex:
+        assert ex.threads == 12 and {o["num_cpus"] for o in cluster.options} == {12}
+    small = fake_ray(cpus=3, initialized=True)  # fewer CPUs than workers: still one each
+    with ray_executor(setup_args, 4, logs) as ex:
+        assert ex.threads == 1
+    fixed = fake_ray(cpus=48, initialized=True)  # THREADS set: as given
+    with ray_executor(setup_args, 4, logs, threads=3) as ex:
+        assert ex.threads == 3 and {o["num_cpus"] for o in fixed.options} == {3}
+    assert small.options and any("12 CPUs and 0 GPU each" in line for line in logs)
+
+
+def test_a_failed_ray_ready_is_handled_like_a_dead_worker(fake_ray, setup_args):
+    logs = []
+    fake = fake_ray(fail_ready=1)  # the first actor's ready() raises (RayTaskError): it is replaced
+    with ray_executor(setup_args, 1, logs) as ex:
+        ex.submit(0, {"key": 0, "x": 2})
+        done = collect(ex, 1)
+    assert done[0].error is None and done[0].result["x"] == 6.0 and done[0].where["attempts"] == 1
+    assert fake.killed >= 1 and any("Ray worker 0 died while idle (ready() raised RuntimeError" in m for m in logs)
+
+    fake_ray(fail_ready=10)  # an actor that never gets ready: stops after max_resubmits, no KeyError
+    with pytest.raises(RuntimeError, match="died 3 times while not running a trial"):
+        with ray_executor(setup_args, 1, logs, max_resubmits=2) as ex:
+            ex.submit(0, {"key": 0, "x": 2})
+            collect(ex, 1)
