@@ -274,21 +274,31 @@ def classifier_step(build_model, image_size, n_classes, device, *, autocast=null
     return step, list(model.parameters())
 
 
+def probe_classifier(build_model, *, image_size, n_classes, batch_size, device, autocast=nullcontext,
+                     channels_last=False, aux_weight=0.0):
+    """StepMemory of one labeled training step of build_model() at `image_size` px (classifier_step, probe_step). The
+    probe's model is freed, and the global RNG streams (CPU and the device's) are as they were, when it returns."""
+    device = torch.device(device)
+    devices = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        step, params = classifier_step(build_model, image_size, n_classes, device, autocast=autocast,
+                                       channels_last=channels_last, aux_weight=aux_weight)
+        try:
+            return probe_step(step, device, batch_size=batch_size, params=params)
+        finally:
+            step = params = None
+            gc.collect()
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+
+
 def check_classifier_memory(build_model, *, image_size, n_classes, batch_size, device, autocast=nullcontext,
                             channels_last=False, aux_weight=0.0, sharing=1, setting="BATCH_SIZE",
                             network_hint="lower IMAGE_SIZE or INIT_CHANNELS", log=print):
     """From the settings: probe a labeled training step of build_model() at `image_size` px and stop with one line
     naming BATCH_SIZE (or, when even the smallest batch cannot fit, IMAGE_SIZE / INIT_CHANNELS) before the first
-    epoch. Returns the StepMemory. The probe's model is freed before it returns."""
-    device = torch.device(device)
-    step, params = classifier_step(build_model, image_size, n_classes, device, autocast=autocast,
-                                   channels_last=channels_last, aux_weight=aux_weight)
-    try:
-        mem = probe_step(step, device, batch_size=batch_size, params=params)
-    finally:
-        step = params = None
-        gc.collect()
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
+    epoch. Returns the StepMemory."""
+    mem = probe_classifier(build_model, image_size=image_size, n_classes=n_classes, batch_size=batch_size,
+                           device=device, autocast=autocast, channels_last=channels_last, aux_weight=aux_weight)
     check_step(mem, device, batch_size, setting=setting, sharing=sharing, network_hint=network_hint, log=log)
     return mem

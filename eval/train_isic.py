@@ -69,6 +69,7 @@ from common.figures import plot_confusion_matrix, plot_training_curves  # noqa: 
 from common.genotypes import from_dict, resolve, to_dict  # noqa: E402
 from common.images import BadImage, list_images, skipped_summary, write_skipped  # noqa: E402
 from common.loaders import ImageDataset, eval_transform, prepare_resized, train_transform  # noqa: E402
+from common.memory import StepMemory, check_step, probe_classifier  # noqa: E402
 from common.metrics import classification_metrics, write_predictions_csv  # noqa: E402
 from common.networks import EvalNetwork  # noqa: E402
 from common.training import (  # noqa: E402
@@ -449,6 +450,34 @@ def probe_images():
     """2 fixed images of _PROBE_SIZE px for unused_parameters (drawn from their own generator: the global RNG
     streams stay as seeded)."""
     return torch.rand(2, 3, _PROBE_SIZE, _PROBE_SIZE, generator=torch.Generator().manual_seed(0))
+
+
+def check_memory(cfg, model, n_classes, rt, ctx):
+    """Probe one labeled training step (a throwaway copy of `model`, random images) on this process's device before
+    the first epoch, and stop with one line naming BATCH_SIZE (or IMAGE_SIZE / INIT_CHANNELS when even the smallest
+    batch cannot fit) instead of being killed mid-epoch. Under torchrun every rank checks its own device, the ranks on
+    one machine sharing its memory when they train on the CPU, and all stop when one cannot fit (that one says why);
+    the suggested BATCH_SIZE is the global batch. Returns the bytes one process's step needs."""
+    world = ctx.world_size
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", world)) if ctx.distributed and rt.device.type == "cpu" else 1
+    error, need = None, None
+    try:
+        mem = probe_classifier(lambda: copy.deepcopy(model), image_size=cfg["IMAGE_SIZE"], n_classes=n_classes,
+                               batch_size=per_rank_batch(cfg["BATCH_SIZE"], ctx), device=rt.device,
+                               autocast=rt.autocast, channels_last=rt.channels_last,
+                               aux_weight=cfg["AUXILIARY_WEIGHT"] if cfg["ARCH"] is None else 0.0)
+        # the `local` processes on this machine, each at BATCH_SIZE / world images, as a line in the global batch
+        shared = StepMemory(mem.fixed * local, mem.per_image * local / world, mem.device)
+        note = f" ({local} processes on this machine)" if local > 1 else ""
+        hint = "lower IMAGE_SIZE" + (" or INIT_CHANNELS" if cfg["ARCH"] is None else " or pick a smaller ARCH")
+        need = check_step(shared, rt.device, cfg["BATCH_SIZE"], network_hint=hint, log=say_if(ctx), note=note)
+    except ConfigError as exc:
+        error = exc
+    if ctx.distributed and ctx.mean(float(error is not None)) > 0 and error is None:
+        raise SystemExit(2)  # another rank cannot fit: it prints why
+    if error is not None:
+        raise error
+    return need
 
 
 def describe_model(model, cfg):
@@ -890,6 +919,7 @@ def run(cfg, preset_changed, ctx, t0):
     data = on_main(ctx, load_data, cfg, share=False)  # rank 0 first: it may write the demo images
     seed_everything(rank_seed(cfg["SEED"], ctx))  # model init (DDP gives every rank rank 0's weights)
     model = build_model(genotype, len(data.classes), cfg, cfg["PRETRAINED_WEIGHTS"])
+    check_memory(cfg, model, len(data.classes), rt, ctx)  # a batch that cannot fit stops here, before the run folder
     # files are written by rank 0 alone; the others get what it decided (the run folder, the decodable images)
     run_dir, resumed = on_main(ctx, open_run, cfg, genotype, source, rt)
     splits, skipped, split_sha1 = on_main(ctx, prepare_splits, cfg, data, run_dir, resumed, ctx.world_size)

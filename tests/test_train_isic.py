@@ -333,3 +333,43 @@ def test_rng_states_survive_a_weights_only_checkpoint(tmp_path):
     set_rng_state(load_checkpoint(tmp_path / "c.pt", need=("rng",))["rng"])  # weights_only=True inside
     again = (torch.rand(3), np.random.rand(3), random.random())
     assert torch.equal(expected[0], again[0]) and np.array_equal(expected[1], again[1]) and expected[2] == again[2]
+
+
+# ---- the step's memory is probed before the first epoch ---------------------------------------------------------
+
+
+def test_a_batch_that_cannot_fit_stops_before_the_first_epoch(script, isic, tmp_path, capsys, monkeypatch):
+    """As the paper preset (C=58, 24 cells, 224 px, batch 160) on a CPU: one line naming BATCH_SIZE, no run folder,
+    instead of the kernel's OOM killer mid-epoch (faked here: a tiny network on a 'device' of a few MB)."""
+    import common.memory
+
+    out = tmp_path / "run"
+    args = [f"--DATA_DIR={isic}", f"--OUT_DIR={out}", *TINY, "--BATCH_SIZE=160", "--EPOCHS=1"]
+    rng = torch.get_rng_state()
+    mem = common.memory.probe_classifier(
+        lambda: script.build_model(CNAS_ISIC_s4, 4, {"ARCH": None, "INIT_CHANNELS": 8, "LAYERS": 3,
+                                                     "AUXILIARY_WEIGHT": 0.4}),
+        image_size=32, n_classes=4, batch_size=160, device="cpu")
+    assert torch.equal(rng, torch.get_rng_state())  # the probe leaves the seeded streams alone
+    room = int(mem.bytes_at(40) / common.memory.HEADROOM)  # batch 32 fits, 64 does not
+    monkeypatch.setattr(common.memory, "available_bytes", lambda device: room)
+    err = _cli_error(script, capsys, args)
+    assert err.startswith("error: BATCH_SIZE=160: one training step needs about") and "on cpu" in err
+    assert err.endswith("try --BATCH_SIZE=32") and not out.exists()
+
+    monkeypatch.setattr(common.memory, "available_bytes", lambda device: mem.fixed // 2)  # not even 2 images fit
+    err = _cli_error(script, capsys, args)
+    assert "even BATCH_SIZE=2 would not fit: lower IMAGE_SIZE or INIT_CHANNELS" in err and not out.exists()
+
+
+def test_the_step_memory_is_printed_before_training(script, capsys):
+    """What check_memory prints (and returns) when the step fits."""
+    from common.device import runtime
+    from common.distributed import DistContext
+
+    need = script.check_memory({"IMAGE_SIZE": 32, "BATCH_SIZE": 8, "AUXILIARY_WEIGHT": 0.4, "ARCH": None},
+                               script.build_model(CNAS_ISIC_s4, 4, {"ARCH": None, "INIT_CHANNELS": 8, "LAYERS": 3,
+                                                                    "AUXILIARY_WEIGHT": 0.4}),
+                               4, runtime("cpu", "off", "off"), DistContext())
+    line = capsys.readouterr().out.strip()
+    assert need > 0 and line.startswith("step memory: about") and "per step on cpu" in line
