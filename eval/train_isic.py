@@ -569,12 +569,26 @@ def model_record(model, classes, genotype, source, cfg):
             "genotype_source": source, "arch": cfg["ARCH"], "config": dict(cfg)}
 
 
+_RESUME_STATE = ("epoch", "best", "best_epoch", "history")  # what ckpt.pt holds besides model and optimizer
+
+
+def read_resume_checkpoint(run_dir):
+    """ckpt.pt of an interrupted run (the state of its last finished epoch), or None for a fresh start."""
+    if not (run_dir / _CKPT).exists():
+        return None
+    return load_checkpoint(run_dir / _CKPT, need=("model", "optimizer", "scheduler", "rng", *_RESUME_STATE))
+
+
 def resume(run_dir, model, optimizer, scheduler, scaler, ctx):
-    """State of the last finished epoch from ckpt.pt (or a fresh start), with history.jsonl made to match it (by
-    rank 0; every rank loads ckpt.pt into its bare model and optimizer)."""
+    """State of the last finished epoch from ckpt.pt (or a fresh start), with history.jsonl made to match it.
+
+    Rank 0 decides: it alone reads ckpt.pt and every rank loads what rank 0 read (sent over the process group), so
+    ranks that would see other files (no shared filesystem, a half-synced copy) still resume alike, from the same
+    epoch, and none waits for the others at a collective they never reach. A checkpoint rank 0 cannot read stops
+    every rank."""
     state = {"epoch": 0, "best": -1.0, "best_epoch": 0, "history": []}
-    if (run_dir / _CKPT).exists():
-        ckpt = load_checkpoint(run_dir / _CKPT, need=("model", "optimizer", "scheduler", "rng", *state))
+    ckpt = on_main(ctx, read_resume_checkpoint, run_dir)
+    if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
@@ -934,7 +948,7 @@ def run(cfg, preset_changed, ctx, t0):
     # ---- optimizer, on the bare model (DDP shares its parameters)
     optimizer, scheduler, scaler = make_optimizer(cfg, model, rt)
 
-    # ---- resume: every rank loads ckpt.pt; then DDP starts all from rank 0's weights
+    # ---- resume: rank 0 reads ckpt.pt, every rank loads what it read; DDP starts all from rank 0's weights
     state = resume(run_dir, model, optimizer, scheduler, scaler, ctx)
     model = wrap_ddp(model, ctx, find_unused_parameters=bool(unused))
 

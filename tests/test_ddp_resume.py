@@ -1,0 +1,148 @@
+"""train_isic.py under torchrun decides together: rank 0's ckpt.pt is what every rank resumes from (even when another
+rank sees a different file or none), and a batch that cannot fit on one rank stops all of them (2 gloo processes)."""
+import importlib.util
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+WORLD = 2
+TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+# the epochs of the ckpt.pt each rank finds in its own run folder, per scenario (None: no ckpt.pt there)
+SCENARIOS = {"rank 1 behind": (3, 1), "rank 1 has none": (2, None), "only rank 1 has one": (None, 2)}
+NET = {"ARCH": None, "INIT_CHANNELS": 8, "LAYERS": 3, "AUXILIARY_WEIGHT": 0.4}
+OPT = {"LR": 0.05, "MOMENTUM": 0.9, "WEIGHT_DECAY": 3e-5, "NESTEROV": False, "EPOCHS": 5}
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def ranks(tmp_path_factory):
+    """Run _worker on 2 processes with torchrun's environment set by hand; returns each rank's results."""
+    out = tmp_path_factory.mktemp("ddp_resume")
+    env = {k: v for k, v in os.environ.items() if k not in TORCHRUN_ENV}
+    env.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()), WORLD_SIZE=str(WORLD),
+               LOCAL_WORLD_SIZE=str(WORLD), OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    t0 = time.time()
+    procs = [subprocess.Popen([sys.executable, str(Path(__file__).resolve()), str(out)], cwd=ROOT,
+                              env={**env, "RANK": str(r), "LOCAL_RANK": str(r)},
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for r in range(WORLD)]
+    logs = []
+    try:
+        for p in procs:
+            logs.append(p.communicate(timeout=240)[0])
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    assert all(p.returncode == 0 for p in procs), "\n".join(logs)
+    print(f"2 gloo ranks: {time.time() - t0:.1f} s")
+    return [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_every_rank_resumes_from_rank_0s_checkpoint(ranks, scenario):
+    rank0_epoch = SCENARIOS[scenario][0]
+    a, b = ranks[0][scenario], ranks[1][scenario]
+    assert a["epoch"] == b["epoch"] == (rank0_epoch or 0)  # rank 0 decided whether and from which epoch
+    assert a["history"] == b["history"] and len(a["history"]) == (rank0_epoch or 0)
+    assert a["lr"] == b["lr"] and a["momentum"] == b["momentum"]
+    if rank0_epoch:  # the weights and optimizer state of rank 0's file, on both ranks
+        assert a["matches_rank0_file"] and b["matches_rank0_file"] and a["momentum"]
+    else:  # a fresh start on both, whatever rank 1 found (DDP then gives every rank rank 0's fresh weights)
+        assert not a["momentum"] and not b["momentum"] and a["lr"] == OPT["LR"]
+
+
+def test_a_batch_that_fits_on_no_rank_but_one_stops_all_with_one_line(ranks):
+    a, b = ranks[0]["memory"], ranks[1]["memory"]
+    assert a == "SystemExit 2"  # rank 0 could fit: it stops quietly
+    assert b.startswith("ConfigError BATCH_SIZE=8: ") and "\n" not in b  # the rank that cannot fit says why
+
+
+# ----------------------------------------------------------------------------- worker (one rank)
+
+
+def _load_train_isic():
+    path = ROOT / "eval" / "train_isic.py"
+    spec = importlib.util.spec_from_file_location("train_isic_under_test", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _write_ckpt(script, run_dir, epoch, seed):
+    """A ckpt.pt as train_isic writes it after `epoch` epochs, with weights of their own (seeded)."""
+    from common.genotypes import CNAS_ISIC_s4
+    from common.training import rng_state
+
+    torch.manual_seed(seed)
+    model = script.build_model(CNAS_ISIC_s4, 3, NET)
+    optimizer, scheduler, scaler = script.make_optimizer(OPT, model, script.runtime("cpu", "off", "off"))
+    model(torch.randn(2, 3, 32, 32))[0].sum().backward()
+    optimizer.step()
+    for _ in range(epoch):
+        scheduler.step()
+    history = [{"epoch": e, "val_balanced_accuracy": 0.1 * e} for e in range(1, epoch + 1)]
+    script.save_checkpoint(run_dir / script._CKPT, {
+        "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict(), "rng": rng_state(), "epoch": epoch, "best": 0.1 * epoch, "best_epoch": epoch,
+        "history": history})
+    return model.state_dict()
+
+
+def _worker(out_dir):
+    import common.memory
+    from common.config import ConfigError
+    from common.distributed import DistContext, init_distributed
+    from common.genotypes import CNAS_ISIC_s4
+
+    torch.set_num_threads(1)
+    script = _load_train_isic()
+    ctx = init_distributed("cpu")
+    rt = script.runtime("cpu", "off", "off")
+    res = {}
+    for i, (scenario, epochs) in enumerate(SCENARIOS.items()):
+        run_dir = Path(out_dir) / f"s{i}-rank{ctx.rank}"  # each rank its own folder: no shared filesystem
+        run_dir.mkdir()
+        epoch = epochs[ctx.rank]
+        written = _write_ckpt(script, run_dir, epoch, seed=100 * i + ctx.rank) if epoch is not None else None
+        rank0_file = ctx.broadcast(written)  # what rank 0's file holds, for the check
+        torch.manual_seed(7 + ctx.rank)  # each rank its own fresh init
+        model = script.build_model(CNAS_ISIC_s4, 3, NET)
+        optimizer, scheduler, scaler = script.make_optimizer(OPT, model, rt)
+        state = script.resume(run_dir, model, optimizer, scheduler, scaler, ctx)
+        momentum = [v["momentum_buffer"].sum().item() for v in optimizer.state_dict()["state"].values()]
+        res[scenario] = {
+            "epoch": state["epoch"], "history": state["history"], "lr": optimizer.param_groups[0]["lr"],
+            "momentum": momentum,
+            "matches_rank0_file": rank0_file is not None and all(
+                torch.equal(v, rank0_file[k]) for k, v in model.state_dict().items())}
+    # memory: rank 1's device is too small, rank 0's has room
+    room = None if ctx.rank == 0 else 1_000_000
+    common.memory.available_bytes = lambda device, cached=True: room
+    cfg = {"IMAGE_SIZE": 32, "BATCH_SIZE": 8, "AUXILIARY_WEIGHT": 0.4, "ARCH": None}
+    try:
+        script.check_memory(cfg, script.build_model(CNAS_ISIC_s4, 3, NET), 3, rt, ctx)
+        res["memory"] = "passed"
+    except SystemExit as exc:
+        res["memory"] = f"SystemExit {exc.code}"
+    except ConfigError as exc:
+        res["memory"] = f"ConfigError {exc}"
+    assert isinstance(ctx, DistContext)
+    torch.save(res, Path(out_dir) / f"rank{ctx.rank}.pt")
+    ctx.cleanup()
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    _worker(sys.argv[1])
