@@ -39,6 +39,15 @@ def test_every_requirement_is_bounded_and_ruff_is_pinned():
     assert len(ruff) == 1 and str(ruff[0].specifier).startswith("==")  # lint results must not change under us
 
 
+def test_hyperopt_is_pinned_to_the_version_the_tests_run():
+    """common/tpe.py builds hyperopt's trial documents itself (internals that may change in any release): pinned."""
+    from importlib.metadata import version
+
+    hyperopt = [r for r in _requirements() if r.name == "hyperopt"]
+    assert len(hyperopt) == 1 and str(hyperopt[0].specifier).startswith("==")
+    assert hyperopt[0].specifier.contains(version("hyperopt"))
+
+
 def test_one_version_in_pyproject_citation_and_changelog():
     version = _pyproject()["project"]["version"]
     cff = (ROOT / "CITATION.cff").read_text()
