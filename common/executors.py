@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import wait
 
 from common.config import ConfigError
-from common.failures import CANDIDATE_ERRORS, failure_reason
+from common.failures import CANDIDATE_ERRORS, DriverError, failure_reason
 
 KINDS = ("local", "ray")
 STOP_GRACE_S = 5.0  # seconds an idle worker gets to exit after the stop message before it is terminated
@@ -161,6 +161,8 @@ def _run_one(worker_fn, key, task, state):
     (common/failures.py's policy: whatever worker_fn raises fails this trial only)."""
     try:
         return ("ok", key, worker_fn(task, state))
+    except DriverError:
+        raise
     except CANDIDATE_ERRORS as exc:
         return ("error", key, failure_reason(exc), traceback.format_exc())
 

@@ -4,13 +4,24 @@ Any exception raised while a candidate is scored -- NaN loss, out of memory, a s
 is that candidate's failure: it becomes a `status: "fail"` record naming the exception's type and message, and the
 next candidate runs. The same holds inline (WORKERS=1) and in worker processes or Ray actors. KeyboardInterrupt and
 SystemExit are not exceptions of a candidate (they derive from BaseException only) and stop the driver, as do errors
-of the driver's own work outside the scoring (writing trials.jsonl, the executor's bookkeeping).
+of the driver's own work outside the scoring (writing trials.jsonl, the executor's bookkeeping) and a DriverError
+raised into a candidate by the driver (a time limit's signal handler).
 """
 import sys
 import traceback
 
-CANDIDATE_ERRORS = (Exception,)  # raised while scoring a candidate -> a failed candidate (not KeyboardInterrupt/SystemExit)
+
+class DriverError(Exception):
+    """Raised by the driver's own machinery while a candidate runs (e.g. a time limit): never the candidate's failure."""
+
+
+CANDIDATE_ERRORS = (Exception,)  # raised while scoring a candidate -> a failed candidate, except a DriverError
 REASON_CHARS = 300  # a failure's message is cut to its first line and this many characters
+
+
+def is_candidate_failure(exc):
+    """True when `exc`, raised while a candidate was scored, is that candidate's failure (the policy in one place)."""
+    return isinstance(exc, CANDIDATE_ERRORS) and not isinstance(exc, DriverError)
 
 
 def failure_reason(exc):
@@ -27,6 +38,8 @@ def run_candidate(fn, *args, debug=False, **kwargs):
     """
     try:
         return fn(*args, **kwargs), None
+    except DriverError:
+        raise
     except CANDIDATE_ERRORS as exc:
         reason = failure_reason(exc)
         if debug:

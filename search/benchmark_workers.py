@@ -44,6 +44,7 @@ from common.config import (  # noqa: E402
     run_cli,
 )
 from common.device import device_preset, pick_device  # noqa: E402
+from common.failures import DriverError  # noqa: E402
 from common.images import cache_path_for  # noqa: E402
 from common.runs import read_jsonl  # noqa: E402
 
@@ -80,8 +81,9 @@ PRESETS = {
 _MB = 2**20  # bytes (not a setting)
 
 
-class RowTimeLimit(Exception):
-    """ROW_LIMIT_S ran out (not a RuntimeError: evaluate_trial records those as failed trials and goes on)."""
+class RowTimeLimit(DriverError):
+    """ROW_LIMIT_S ran out (a DriverError: evaluate_trial records a candidate's own errors as failed trials and goes
+    on, but this one stops the row)."""
 
 
 # ---- configuration -----------------------------------------------------------------------------------------

@@ -277,14 +277,13 @@ def main(argv=None):
             else:
                 mem, available, where = probe_in_first_worker(executor)
                 check_memory(mem, cfg, len(images), available, where)
-        except ConfigError:
-            executor.close()
-            if not resumed:  # nothing has run: remove what this start wrote (never what was in OUT_DIR before), so
-                undo_start()  # that the corrected BATCH_SIZE can use the same OUT_DIR
+        except BaseException as exc:
+            executor.close()  # no worker (or Ray) left behind
+            if isinstance(exc, ConfigError) and not resumed:  # nothing has run: remove what this start wrote (never
+                undo_start()  # what was in OUT_DIR before), so that the corrected BATCH_SIZE can use the same OUT_DIR
             raise
 
     # ---- search loop -------------------------------------------------------------------------------------
-
     def on_record(record):
         print(progress_line(record, loop, executor.capacity), flush=True)
         write_results(run_dir, loop.records)

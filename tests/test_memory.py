@@ -122,3 +122,26 @@ def test_memory_line_and_format():
     assert M.format_bytes(15.6e9) == "15.6 GB" and M.format_bytes(2_500_000) == "2.5 MB" and M.format_bytes(12) == "12 B"
     line = M.memory_line(2e9, "cpu", available=18.9e9)
     assert line == "step memory: about 2.0 GB per step on cpu (18.9 GB available)"
+
+
+def test_cuda_available_counts_cached_blocks_only_for_this_process(monkeypatch):
+    """A probe in the process that trains may reuse its allocator's cache; one whose steps run elsewhere (a worker,
+    a Ray actor) counts only free memory plus its own live tensors (faked: no GPU on CI)."""
+    gb = 10**9
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda d=None: (10 * gb, 80 * gb))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda d=None: 6 * gb)  # cached blocks + live tensors
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda d=None: 1 * gb)  # live tensors (the images)
+    assert M.available_bytes("cuda:0") == 16 * gb
+    assert M.available_bytes("cuda:0", cached=False) == 11 * gb
+
+
+def test_check_step_memory_probes_prints_and_stops(capsys):
+    step, calls, model = _toy_step()
+    lines = []
+    mem = M.check_step_memory(step, "cpu", 6, params=model.parameters(), available=10**12, log=lines.append)
+    assert calls == [4, 6] and mem.bytes_at(6) > 0 and lines[0].startswith("step memory: about")
+    with pytest.raises(ConfigError, match=r"^BATCH_SIZE=64: .*(try --BATCH_SIZE=\d+|would not fit: lower IMAGE_SIZE)"):
+        M.check_step_memory(step, "cpu", 64, available=100_000, network_hint="lower IMAGE_SIZE", log=lines.append)
+    with pytest.raises(ConfigError, match=r"^BATCH_SIZE=64: "):
+        M.check_step(mem, "cpu", 64, sharing=2, available=1_000, log=lines.append)
+    assert lines[-1].endswith("(2 trials at a time)")
