@@ -471,10 +471,10 @@ def check_memory(cfg, model, n_classes, rt, ctx):
         note = f" ({local} processes on this machine)" if local > 1 else ""
         hint = "lower IMAGE_SIZE" + (" or INIT_CHANNELS" if cfg["ARCH"] is None else " or pick a smaller ARCH")
         need = check_step(shared, rt.device, cfg["BATCH_SIZE"], network_hint=hint, log=say_if(ctx), note=note)
-    except ConfigError as exc:
+    except Exception as exc:  # noqa: BLE001 - re-raised below, once every rank knows (none waits in a collective)
         error = exc
     if ctx.distributed and ctx.mean(float(error is not None)) > 0 and error is None:
-        raise SystemExit(2)  # another rank cannot fit: it prints why
+        raise SystemExit(2)  # another rank cannot fit (or its probe failed): it says why
     if error is not None:
         raise error
     return need
