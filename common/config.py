@@ -55,12 +55,12 @@ def config_names(namespace):
     return [k for k, v in namespace.items() if k.isupper() and not k.startswith("_") and isinstance(v, plain)]
 
 
-def configure(namespace, argv=None, presets=None, preset_key="PRESET"):
+def configure(namespace, argv=None, presets=None, preset_key="PRESET", data_key="DATA_DIR"):
     """The resolved settings of a script: its constants (`namespace`, e.g. globals()), a preset, then overrides.
 
     Order: constants block < preset named by namespace[preset_key] < --NAME=value. PRESET='auto' picks
-    'demo' when DATA_DIR is None, else 'paper'. Returns (config dict, names the preset changed); `namespace`
-    itself is left alone, so a script's module keeps its defaults and main() can run twice in one process.
+    'demo' when the data setting (data_key, DATA_DIR) is None, else 'paper'. Returns (config dict, names the preset
+    changed); `namespace` itself is left alone, so a script's module keeps its defaults and main() can run twice in one process.
     """
     argv = sys.argv[1:] if argv is None else argv
     defaults = {k: namespace[k] for k in config_names(namespace)}
@@ -69,7 +69,7 @@ def configure(namespace, argv=None, presets=None, preset_key="PRESET"):
     preset_changed = []
     if presets:
         if config.get(preset_key) == "auto":  # the demo preset when there is no data, else the paper's settings
-            config[preset_key] = "demo" if config.get("DATA_DIR") is None else "paper"
+            config[preset_key] = "demo" if config.get(data_key) is None else "paper"
         preset = presets.get(config.get(preset_key))
         if preset is None and config.get(preset_key) is not None:
             raise ConfigError(f"unknown {preset_key} {config[preset_key]!r}; choose from {', '.join(map(repr, presets))}")

@@ -714,9 +714,22 @@ def demo_class_counts(n_images):
     return dict(zip(DEMO_CLASSES, counts.tolist()))
 
 
-def _spec(n_images, seed, width, height):
-    return {"version": DEMO_VERSION, "n_images": n_images, "seed": seed, "width": width, "height": height,
+def balanced_class_counts(n_images):
+    """Images per class for a class-balanced set: n_images // 8 each, the remainder to the first classes."""
+    k = len(DEMO_CLASSES)
+    return {c: n_images // k + (i < n_images % k) for i, c in enumerate(DEMO_CLASSES)}
+
+
+def _spec(n_images, seed, width, height, balanced=False):
+    spec = {"version": DEMO_VERSION, "n_images": n_images, "seed": seed, "width": width, "height": height,
             "classes": list(DEMO_CLASSES), "min_per_class": DEMO_MIN_PER_CLASS, "jpeg_quality": JPEG_QUALITY}
+    if balanced:  # only then in the manifest: the demo's existing folders stay valid
+        spec["balanced"] = True
+    return spec
+
+
+def _counts(spec):
+    return (balanced_class_counts if spec.get("balanced") else demo_class_counts)(spec["n_images"])
 
 
 def _is_complete(root, spec):
@@ -725,7 +738,8 @@ def _is_complete(root, spec):
         manifest = json.loads((Path(root) / MANIFEST).read_text())
     except (OSError, ValueError):
         return False
-    if any(manifest.get(k) != v for k, v in spec.items()):
+    balanced = manifest.get("balanced", False) == spec.get("balanced", False)
+    if not balanced or any(manifest.get(k) != v for k, v in spec.items()):
         return False
     img_dir = Path(root) / IMAGE_DIR
     if not ((Path(root) / GROUND_TRUTH).is_file() and img_dir.is_dir()):
@@ -739,8 +753,8 @@ def _looks_like_demo(root):
 
 
 def _write_dataset(folder, spec):
-    n, seed, w, h = spec["n_images"], spec["seed"], spec["width"], spec["height"]
-    counts = demo_class_counts(n)
+    seed, w, h = spec["seed"], spec["width"], spec["height"]
+    counts = _counts(spec)
     labels = np.repeat(np.arange(len(DEMO_CLASSES)), [counts[c] for c in DEMO_CLASSES])
     labels = np.random.default_rng(seed).permutation(labels)  # classes interleaved, as in ISIC's file order
     (folder / IMAGE_DIR).mkdir()
@@ -789,12 +803,13 @@ def _pid_alive(pid):
 
 
 def ensure_demo_dataset(root=DEFAULT_DEMO_DIR, n_images=DEFAULT_N_IMAGES, seed=0, width=192, height=144,
-                        log=print) -> Path:
+                        log=print, balanced=False) -> Path:
     """Write the demo lesions under root in the ISIC 2019 layout unless an identical set is already there.
 
     Layout: root/ISIC_2019_Training_Input/ISIC_demo_<7 digits>.jpg, root/ISIC_2019_Training_GroundTruth.csv
     (`image,MEL,NV,BCC,AK,BKL,DF,VASC,SCC,UNK`, one-hot 1.0/0.0, UNK always 0.0) and root/demo_manifest.json
-    (what was generated). The set is drawn in a temporary sibling folder and renamed into place, so a killed
+    (what was generated). balanced=True draws n_images // 8 of every class (the proxy study's labeled set)
+    instead of ISIC 2019's imbalance. The set is drawn in a temporary sibling folder and renamed into place, so a killed
     run never leaves a partial set that looks complete. Returns root.
     """
     root = Path(root).expanduser().resolve()
@@ -806,7 +821,7 @@ def ensure_demo_dataset(root=DEFAULT_DEMO_DIR, n_images=DEFAULT_N_IMAGES, seed=0
     ):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
             raise ConfigError(f"demo lesions: {name}={value!r} must be an integer >= {low}")
-    spec = _spec(int(n_images), int(seed), int(width), int(height))
+    spec = _spec(int(n_images), int(seed), int(width), int(height), bool(balanced))
     if _is_complete(root, spec):
         return root
     if root.exists() and not (root.is_dir() and _looks_like_demo(root)):
@@ -836,5 +851,5 @@ def ensure_demo_dataset(root=DEFAULT_DEMO_DIR, n_images=DEFAULT_N_IMAGES, seed=0
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    log(f"demo: wrote {n_images} images in {time.time() - start:.1f} s ({demo_class_counts(n_images)})")
+    log(f"demo: wrote {n_images} images in {time.time() - start:.1f} s ({_counts(spec)})")
     return root

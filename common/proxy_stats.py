@@ -193,3 +193,132 @@ def percentile(value, reference):
     if not len(ref) or not math.isfinite(value):
         return None
     return float(stats.percentileofscore(ref, value, kind="mean"))
+
+
+# ----------------------------------------------------------------------------- reliability of the truth
+
+
+def icc1(values, confidence=CONFIDENCE):
+    """ICC(1) of (n architectures, k seeds) measurements: between-architecture variance over total, one-way ANOVA.
+
+    Returns {'n', 'seeds', 'icc', 'icc_ci', 'f', 'p'}; rows with a non-finite value are dropped. The interval is the
+    exact F-based one of Shrout & Fleiss (1979) for the one-way model (scipy.stats.f quantiles); p is the ANOVA's
+    test of "no architecture differences" (F = MSB / MSW on n - 1 and n (k - 1) degrees of freedom). None where
+    undefined (fewer than MIN_PAIRS rows, no within-architecture variance).
+    """
+    table = np.asarray(values, dtype=float)
+    if table.ndim != 2 or table.shape[1] < 2:
+        raise ValueError(f"icc1 needs (architectures, seeds >= 2) values, got shape {table.shape}")
+    table = table[np.isfinite(table).all(1)]
+    n, k = table.shape
+    out = {"n": int(n), "seeds": int(k), "icc": None, "icc_ci": [None, None], "f": None, "p": None}
+    if n < MIN_PAIRS:
+        return out
+    msb = k * table.mean(1).var(ddof=1)  # between architectures
+    msw = table.var(1, ddof=1).mean()  # within (seed to seed)
+    if msw <= 0:
+        return out
+    f0 = msb / msw
+    df1, df2 = n - 1, n * (k - 1)
+    alpha = (1 - confidence) / 2
+    f_lo, f_hi = f0 / stats.f.ppf(1 - alpha, df1, df2), f0 * stats.f.ppf(1 - alpha, df2, df1)
+    icc = lambda f: (f - 1) / (f + k - 1)  # noqa: E731
+    out.update(icc=float(icc(f0)), icc_ci=[float(icc(f_lo)), float(icc(f_hi))], f=float(f0),
+               p=float(stats.f.sf(f0, df1, df2)))
+    return out
+
+
+def spearman_brown(icc, k):
+    """Reliability of the mean of k measurements whose single-measurement reliability is icc (negative -> 0)."""
+    if icc is None:
+        return None
+    icc = max(float(icc), 0.0)
+    return k * icc / (1 + (k - 1) * icc)
+
+
+def seeds_for(icc, target):
+    """Seeds whose mean reaches reliability `target` (Spearman-Brown solved for k); None when icc <= 0 or unknown, or
+    when the target is 1 (no finite number of noisy seeds reaches it)."""
+    if icc is None or icc <= 0 or (target >= 1 and icc < 1):
+        return None
+    if icc >= target:
+        return 1
+    return int(math.ceil(target * (1 - icc) / (icc * (1 - target)) - 1e-9))
+
+
+# ----------------------------------------------------------------------------- against the size baseline
+
+
+def partial_spearman(x, y, control):
+    """Spearman of x and y with `control` held fixed: rank all three, regress the control's ranks out of x's and
+    y's ranks (least squares with intercept), correlate the residuals (Pearson). Non-finite triples dropped;
+    None with fewer than MIN_PAIRS + 1 triples or a constant input."""
+    x, y, z = (np.asarray(a, dtype=float) for a in (x, y, control))
+    keep = np.isfinite(x) & np.isfinite(y) & np.isfinite(z)
+    x, y, z = x[keep], y[keep], z[keep]
+    if len(x) < MIN_PAIRS + 1 or min(np.ptp(x), np.ptp(y), np.ptp(z)) == 0:
+        return None
+    return finite_or_none(_partial_rows(x[None], y[None], z[None])[0])
+
+
+def _residual_rows(r, rz):
+    """Residuals of each row of r after least squares on the matching row of rz (both centred here)."""
+    r = r - r.mean(-1, keepdims=True)
+    rz = rz - rz.mean(-1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        beta = (r * rz).sum(-1, keepdims=True) / (rz * rz).sum(-1, keepdims=True)
+    return r - beta * rz
+
+
+def _partial_rows(x, y, z):
+    """Partial Spearman of each row triple of (B, n) arrays (the vectorised twin of partial_spearman)."""
+    rx, ry, rz = (stats.rankdata(a, axis=-1) for a in (x, y, z))
+    ex, ey = _residual_rows(rx, rz), _residual_rows(ry, rz)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (ex * ey).sum(-1) / np.sqrt((ex * ex).sum(-1) * (ey * ey).sum(-1))
+
+
+def partial_agreement(score, truth, control, higher_is_better=True, confidence=CONFIDENCE, n_resamples=N_RESAMPLES,
+                      seed=BOOTSTRAP_SEED):
+    """{'n', 'partial_spearman', 'partial_spearman_ci'}: the oriented score against the truth, control fixed."""
+    x, y, z = (np.asarray(a, dtype=float) for a in (oriented(score, higher_is_better), truth, control))
+    keep = np.isfinite(x) & np.isfinite(y) & np.isfinite(z)
+    x, y, z = x[keep], y[keep], z[keep]
+    value = partial_spearman(x, y, z)
+    ci = [math.nan] * 2
+    if value is not None:
+        ci = _percentile_ci((x, y, z), _partial_rows, confidence, n_resamples, seed)
+    return {"n": int(len(x)), "partial_spearman": value, "partial_spearman_ci": [finite_or_none(v) for v in ci]}
+
+
+def difference_from(score, baseline, truth, higher_is_better=True, baseline_higher_is_better=True,
+                    confidence=CONFIDENCE, n_resamples=N_RESAMPLES, seed=BOOTSTRAP_SEED):
+    """{'n', 'difference', 'difference_ci'}: Spearman(score, truth) - Spearman(baseline, truth) over the same
+    architectures, its interval from the paired bootstrap (an architecture's score, baseline and truth resampled
+    together): is the score better than the baseline on these architectures?"""
+    x, b, y = (np.asarray(a, dtype=float) for a in (oriented(score, higher_is_better),
+                                                      oriented(baseline, baseline_higher_is_better), truth))
+    keep = np.isfinite(x) & np.isfinite(b) & np.isfinite(y)
+    x, b, y = x[keep], b[keep], y[keep]
+    out = {"n": int(len(x)), "difference": None, "difference_ci": [None, None]}
+    if len(x) < MIN_PAIRS or min(np.ptp(x), np.ptp(b), np.ptp(y)) == 0:
+        return out
+    value = spearman(x, y) - spearman(b, y)
+    ci = _percentile_ci((x, b, y), lambda xs, bs, ys: spearman_rows(xs, ys) - spearman_rows(bs, ys), confidence,
+                        n_resamples, seed)
+    out.update(difference=finite_or_none(value), difference_ci=[finite_or_none(v) for v in ci])
+    return out
+
+
+def percentile_ci(value, reference, confidence=CONFIDENCE, n_resamples=N_RESAMPLES, seed=BOOTSTRAP_SEED):
+    """[lo, hi]: the interval of percentile(value, reference) when the reference architectures are resampled (how
+    much the rank among random architectures depends on which random ones were drawn)."""
+    ref = np.asarray(reference, dtype=float)
+    ref = ref[np.isfinite(ref)]
+    if len(ref) < MIN_PAIRS or not math.isfinite(value):
+        return [None, None]
+
+    def rows(r):  # (B, n) resampled references -> percentile of value in each, ties half (kind='mean')
+        return 100 * ((r < value).sum(-1) + 0.5 * (r == value).sum(-1)) / r.shape[-1]
+
+    return [finite_or_none(v) for v in _percentile_ci((ref,), rows, confidence, n_resamples, seed)]

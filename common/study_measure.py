@@ -10,17 +10,20 @@ Parts (key: genotype id, part, seed index):
   size      params and macs of the study's labeled-training network (EvalNetwork, no auxiliary head)
   naswot    common.search_trial.training_free_score: exactly what search.py --SCORE=naswot scores
   synflow   the same for synflow
-  nce       common.search_trial.nce_score with the search's settings: exactly the search's trial score;
-            seed index i sets the search's SEED to SEED + i
+  nce       common.search_trial.nce_score with the search's settings: exactly the search's trial score, with
+            its loss after every epoch; seed index i sets the search's SEED to SEED + i
+  nce_init  the control: the same loss, views, negatives, bank (and its refresh) and seed as nce seed 0, with the
+            weights left at their initialisation (no learning): what nce says before any training
+  nce_long  optional: nce with other search settings (NCE_LONG_ARGS, e.g. more epochs): a second variant
   train     eval/train_isic.py's main() on the genotype with labels (the eval's own code path); seed index i
-            trains with --SEED=<study SEED + i>; the split (SPLIT_SEED) stays fixed
+            trains with --SEED=<study SEED + i>; the split (SPLIT_SEED) stays fixed. The record keeps every epoch's
+            validation balanced accuracy, macro AUC and loss, from which the truth candidates are computed
 """
 import contextlib
 import dataclasses
 import json
 import math
 import time
-import traceback
 from pathlib import Path
 
 import numpy as np
@@ -28,14 +31,14 @@ import torch
 
 from common import genotypes as G
 from common.cell_cost import eval_network_size as candidate_size
+from common.failures import run_candidate
 from common.runs import FINISHED, append_jsonl, atomic_write_json, read_jsonl
 from common.search_trial import nce_score, release_memory, training_free_score
-from common.trial import NonFiniteLoss
 
 PARTS_FILE = "parts.jsonl"
 GENOTYPES_FILE = "genotypes.json"
 TRAIN_DIR = "train"  # labeled-training run folders: train/<id>-s<seed index>/, their logs beside them
-SCORE_ERRORS = (NonFiniteLoss, RuntimeError, ValueError)  # what the search records as a failed trial
+EPOCH_METRICS = ("balanced_accuracy", "auc_macro", "loss")  # history.jsonl's val_<name>, kept for every epoch
 
 
 class StudyStopped(RuntimeError):
@@ -129,7 +132,8 @@ class Measurer:
 
     ctx: the search's TrialContext (its images on the device, views, settings with SEED = the search's, runtime);
     train_fn(argv) -> run folder: eval/train_isic.py's main; train_args(genotype file, out dir, seed index) -> argv;
-    size_network: (C, cells, image px, classes) of the labeled-training network.
+    size_network: (C, cells, image px, classes) of the labeled-training network. Everything but ctx and log is
+    picklable: a worker process builds its own Measurer from the same values (measure_many).
     """
 
     run_dir: Path
@@ -141,38 +145,26 @@ class Measurer:
     max_failures: int
     debug: bool = False
     log: object = print
+    nce_seeds: int = 1
+    long_cfg: dict = None  # the search settings of nce_long; None = no nce_long part
 
-    def plan(self):
-        """The parts of one genotype, in order: [(part, seed index)]."""
-        seeded = [(part, i) for part in ("nce", "train") for i in range(self.n_seeds)]
-        return [("size", None), ("naswot", None), ("synflow", None), *seeded]
-
-    def measure(self, entry, parts):
-        """Run every part of `entry` not yet in `parts` (a PartLog); returns the records of this genotype."""
-        gid = entry["id"]
-        for part, i in self.plan():
-            if parts.get(gid, part, i) is not None:
-                continue
-            record = parts.add(self.run_part(entry, part, i))
-            self.log(part_line(record))
-            if record["status"] == "fail" and parts.failures() > self.max_failures:
-                raise StudyStopped(f"{parts.failures()} parts failed (MAX_FAILURES {self.max_failures}); the last: "
-                                   f"{record['reason']}. See {parts.path} and the logs under {self.run_dir / TRAIN_DIR}")
-        return {(part, i): parts.get(gid, part, i) for part, i in self.plan()}
+    def plan(self, only=None):
+        """The parts of one genotype, in order: [(part, seed index)]; only: a tuple of part names to keep."""
+        steps = [("size", None), ("naswot", None), ("synflow", None), *(("nce", i) for i in range(self.nce_seeds)),
+                 ("nce_init", 0), *((("nce_long", 0),) if self.long_cfg else ()),
+                 *(("train", i) for i in range(self.n_seeds))]
+        return [s for s in steps if only is None or s[0] in only]
 
     def run_part(self, entry, part, seed_index):
-        """One part -> its parts.jsonl record (status 'ok' or 'fail' with a reason); failures never propagate."""
+        """One part -> its parts.jsonl record (status 'ok' or 'fail' with a reason): any exception of a part is that
+        part's failure (common/failures.py, the search's own policy); KeyboardInterrupt stops the study."""
         genotype = G.from_dict(entry["genotype"])
         record = {"id": entry["id"], "part": part, "seed_index": seed_index}
-        start, cpu, failure = time.perf_counter(), time.process_time(), None
-        errors = Exception if part == "train" else SCORE_ERRORS  # train_isic: diverged, out of memory, ...
-        try:
-            record.update(status="ok", **self._run(entry, genotype, part, seed_index))
-        except errors as exc:
-            failure = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:300]}"
-            if self.debug:
-                traceback.print_exc()
-        if failure is not None:  # outside the except block, whose traceback keeps the failed network alive
+        start, cpu = time.perf_counter(), time.process_time()
+        result, failure = run_candidate(self._run, entry, genotype, part, seed_index, debug=self.debug)
+        if failure is None:
+            record.update(status="ok", **result)
+        else:
             record.update(status="fail", reason=failure)
             release_memory(self.ctx.rt.device)
         record.setdefault("seconds", round(time.perf_counter() - start, 2))
@@ -186,11 +178,12 @@ class Measurer:
             return {"params": params, "macs": macs}
         if part in ("naswot", "synflow"):
             return {part: training_free_score(part, genotype, self.ctx)[part], "seed": self.ctx.cfg["SEED"]}
-        if part == "nce":
+        if part in ("nce", "nce_init", "nce_long"):
             seed = self.ctx.cfg["SEED"] + seed_index
-            ctx = dataclasses.replace(self.ctx, cfg={**self.ctx.cfg, "SEED": seed})
-            scored = nce_score(genotype, ctx, f"{entry['id']} nce s{seed_index}")
-            return {"nce": scored["loss"], "epoch_losses": scored["epoch_losses"], "seed": seed}
+            cfg = {**self.ctx.cfg, **(self.long_cfg if part == "nce_long" else {}), "SEED": seed}
+            ctx = dataclasses.replace(self.ctx, cfg=cfg)
+            scored = nce_score(genotype, ctx, f"{entry['id']} {part} s{seed_index}", learn=part != "nce_init")
+            return {part: scored["loss"], "epoch_losses": scored["epoch_losses"], "seed": seed}
         return self._train(entry, seed_index)
 
     def _train(self, entry, seed_index):
@@ -211,9 +204,26 @@ class Measurer:
             finally:
                 torch.set_num_threads(threads)
         metrics = json.loads((out / "metrics.json").read_text())
+        history = read_jsonl(out / "history.jsonl")  # per epoch: the truth candidates average the last few
         return {"bacc": metrics["val_last"]["balanced_accuracy"], "test_bacc": metrics["test"]["balanced_accuracy"],
                 "val_selected_bacc": metrics["val_selected"]["balanced_accuracy"], "best_epoch": metrics["best_epoch"],
-                "epochs": metrics["epochs"], "run": str(out.relative_to(Path(self.run_dir).resolve())), **timing}
+                "epochs": metrics["epochs"], "run": str(out.relative_to(Path(self.run_dir).resolve())),
+                **{f"epoch_{key}": [h[f"val_{key}"] for h in history] for key in EPOCH_METRICS}, **timing}
+
+
+def train_argv(settings, genotype, out_dir, seed_index):
+    """train_isic.py's argv for one genotype (a name or a best_genotype.json) and seed index.
+
+    settings: the study's EPOCHS, INIT_CHANNELS, LAYERS, IMAGE_SIZE, BATCH_SIZE, DEVICE, SEED, TRAIN_ARGS, and
+    DATA_DIR / PRESET / VAL_FRACTION / TEST_FRACTION where they are not None.
+    """
+    argv = [f"--GENOTYPE={genotype}", f"--OUT_DIR={out_dir}", f"--SEED={settings['SEED'] + seed_index}", "--N_CAM=0",
+            "--LATENCY_RUNS=1",  # the model card's CPU latency is no part of the study: one timed run, not 30
+            *(f"--{k}={settings[k]}" for k in ("EPOCHS", "INIT_CHANNELS", "LAYERS", "IMAGE_SIZE", "BATCH_SIZE",
+                                                "DEVICE"))]
+    argv += [f"--{k}={settings[k]}" for k in ("PRESET", "DATA_DIR", "VAL_FRACTION", "TEST_FRACTION")
+             if settings.get(k) is not None]
+    return argv + list(settings["TRAIN_ARGS"])
 
 
 def part_line(record):
@@ -224,6 +234,8 @@ def part_line(record):
     part = record["part"]
     if part == "size":
         text = f"{record['params'] / 1e6:.3f}M parameters, {record['macs'] / 1e6:.1f}M MACs"
+    elif part in ("nce", "nce_init", "nce_long"):
+        text = _num(record[part], ".5g") + f" (by epoch: {' '.join(format(v, '.4f') for v in record['epoch_losses'])})"
     elif part == "train":
         bacc, test = record["bacc"], record["test_bacc"]
         text = (f"val balanced accuracy (last epoch) {_num(bacc, '.3f')}, test {_num(test, '.3f')}")
@@ -235,3 +247,82 @@ def part_line(record):
 
 def _num(value, spec):
     return "n/a" if value is None else format(value, spec)
+
+
+# ----------------------------------------------------------------------------- many parts, in parallel or not
+
+
+class ScriptMain:
+    """A picklable train_fn: the main() of a repository script, loaded in whichever process calls it."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __call__(self, argv):
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location(f"_study_{Path(self.path).stem}", self.path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module.main(argv)
+
+
+_WORKER = {}  # the Measurer of this worker process
+
+
+def _worker_init(recipe):
+    """Once per worker process: die with the study (a killed study leaves no orphan training), then build a Measurer
+    like the study's own, on this process's device and threads."""
+    import ctypes
+    import signal
+    import sys
+
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    from common.search_trial import worker_setup
+
+    ctx = worker_setup({"images": recipe.pop("images"), "cfg": recipe.pop("scfg")}, recipe.pop("device"),
+                       recipe.pop("threads"))
+    _WORKER["measurer"] = Measurer(ctx=ctx, log=lambda line: None, **recipe)
+
+
+def _worker_part(task):
+    return _WORKER["measurer"].run_part(*task)
+
+
+def measure_many(measurer, entries, parts, only=None, workers=1, recipe=None, on_genotype=None):
+    """Every missing part of `entries` (those named in `only`), in genotype order; records appended to `parts` as they
+    arrive (in task order). workers > 1: that many spawned processes, each built from `recipe` (the keyword arguments
+    of Measurer, with 'images', 'scfg', 'device', 'threads' for its TrialContext). on_genotype(entry) runs once all
+    of an entry's parts are recorded. Stops (StudyStopped) when more than max_failures parts failed."""
+    tasks = [(e, p, i) for e in entries for p, i in measurer.plan(only) if parts.get(e["id"], p, i) is None]
+    left = {e["id"]: sum(t[0]["id"] == e["id"] for t in tasks) for e in entries}
+    for e in entries:
+        if not left[e["id"]] and on_genotype:
+            on_genotype(e, ran=False)
+    if not tasks:
+        return
+    pool = None
+    if workers > 1 and len(tasks) > 1:
+        import concurrent.futures
+        import multiprocessing
+
+        pool = concurrent.futures.ProcessPoolExecutor(min(workers, len(tasks)), multiprocessing.get_context("spawn"),
+                                                      initializer=_worker_init, initargs=(recipe,))
+        results = pool.map(_worker_part, tasks)
+    else:
+        results = (measurer.run_part(*t) for t in tasks)
+    try:
+        for (entry, _, _), record in zip(tasks, results):
+            parts.add(record)
+            measurer.log(part_line(record))
+            if record["status"] == "fail" and parts.failures() > measurer.max_failures:
+                raise StudyStopped(f"{parts.failures()} parts failed (MAX_FAILURES {measurer.max_failures}); the last: "
+                                   f"{record['reason']}. See {parts.path} and the logs under "
+                                   f"{Path(measurer.run_dir) / TRAIN_DIR}")
+            left[entry["id"]] -= 1
+            if not left[entry["id"]] and on_genotype:
+                on_genotype(entry, ran=True)
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)

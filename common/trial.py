@@ -29,8 +29,11 @@ class CandidateTrainer:
 
     def __init__(self, genotype, images, views, *, init_channels, layers, lr, momentum, weight_decay, tau,
                  bank_momentum, patch_weight, batch_size, device, amp="auto", channels_last=None, seed=0,
-                 proj_dim=256, negatives_per_image=None):
+                 proj_dim=256, negatives_per_image=None, learn=True):
         self.images, self.views, self.batch_size, self.device = images, views, batch_size, device
+        # learn=False: the same views, negatives, bank and its refresh, but the weights stay at their initial values
+        # (the study's nce_init control: what the loss says about an untrained network)
+        self.learn = learn
         self.amp = amp
         self.channels_last = device.type != "mps" if channels_last is None else channels_last  # as device 'auto'
         torch.manual_seed(seed)
@@ -62,9 +65,12 @@ class CandidateTrainer:
     def step(self, idx):
         """One optimisation step on the images `idx`; returns the loss as a device tensor (no sync)."""
         whole, patches = self.views(self.images[idx], self.generator)
-        with autocast_for(self.device, self.amp):
-            f_whole, f_patch = self.model(whole, patches)
-        loss = self.criterion(idx, f_whole, f_patch, self.generator)
+        with torch.set_grad_enabled(self.learn):
+            with autocast_for(self.device, self.amp):
+                f_whole, f_patch = self.model(whole, patches)
+            loss = self.criterion(idx, f_whole, f_patch, self.generator)  # also refreshes the bank rows of idx
+        if not self.learn:
+            return loss.detach()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()

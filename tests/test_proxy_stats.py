@@ -127,3 +127,70 @@ def test_percentile_counts_ties_half():
     assert P.percentile(0.9, random) == 100.0 and P.percentile(0.1, random) == 0.0
     assert P.percentile(0.45, [*random, math.nan]) == 75.0  # a failed random genotype does not count
     assert P.percentile(math.nan, random) is None and P.percentile(0.3, []) is None
+
+
+# ----------------------------------------------------------------------------- reliability, size baseline
+
+
+def test_icc1_is_the_one_way_anova_ratio_with_the_exact_f_interval():
+    rng = np.random.default_rng(3)
+    arch = rng.normal(0, 1.0, 30)
+    table = arch[:, None] + rng.normal(0, 0.5, (30, 2))  # true ICC = 1 / (1 + 0.25) = 0.8
+    out = P.icc1(table)
+    k, n = 2, 30
+    msb = k * np.var(table.mean(1), ddof=1)
+    msw = np.mean(np.var(table, axis=1, ddof=1))
+    assert out["icc"] == pytest.approx((msb - msw) / (msb + (k - 1) * msw))
+    f_lo = out["f"] / stats.f.ppf(0.975, n - 1, n * (k - 1))
+    assert out["icc_ci"][0] == pytest.approx((f_lo - 1) / (f_lo + k - 1))
+    assert out["icc_ci"][0] < 0.8 < out["icc_ci"][1] and out["p"] < 1e-6
+    noise = P.icc1(rng.normal(size=(30, 2)))  # no architecture effect
+    assert noise["icc_ci"][0] < 0 < noise["icc_ci"][1] or noise["icc"] < 0.3
+    with_nan = np.vstack([table, [[np.nan, 1.0]]])
+    assert P.icc1(with_nan)["n"] == 30 and P.icc1(table[:2])["icc"] is None
+    with pytest.raises(ValueError):
+        P.icc1(table[:, :1])
+
+
+def test_spearman_brown_and_the_seeds_it_takes():
+    assert P.spearman_brown(0.5, 2) == pytest.approx(2 / 3) and P.spearman_brown(-0.2, 3) == 0.0
+    assert P.spearman_brown(None, 2) is None
+    # the guide's example: ICC 0.23 needs about 13 seeds for reliability 0.8
+    assert P.seeds_for(0.23, 0.8) == 14 and P.spearman_brown(0.23, 14) >= 0.8 > P.spearman_brown(0.23, 13)
+    assert P.seeds_for(0.9, 0.8) == 1 and P.seeds_for(0.0, 0.8) is None and P.seeds_for(None, 0.8) is None
+    assert P.spearman_brown(0.5, P.seeds_for(0.5, 0.8)) >= 0.8
+
+
+def test_partial_spearman_is_the_textbook_formula_on_ranks():
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=50)
+    x, y = z + rng.normal(size=50), z + rng.normal(size=50)
+    rx, ry, rz = (stats.rankdata(a) for a in (x, y, z))
+    r = lambda a, b: stats.pearsonr(a, b).statistic  # noqa: E731
+    expected = (r(rx, ry) - r(rx, rz) * r(ry, rz)) / np.sqrt((1 - r(rx, rz) ** 2) * (1 - r(ry, rz) ** 2))
+    assert P.partial_spearman(x, y, z) == pytest.approx(expected)
+    assert P.spearman(x, y) > 0.3 and abs(P.partial_spearman(x, y, z)) < 0.3  # z explains their agreement
+    out = P.partial_agreement(x, y, z, n_resamples=300)
+    assert out["n"] == 50 and out["partial_spearman_ci"][0] <= out["partial_spearman"] <= out["partial_spearman_ci"][1]
+    assert P.partial_spearman(x[:3], y[:3], z[:3]) is None and P.partial_spearman(x, y, np.ones(50)) is None
+
+
+def test_difference_from_a_baseline_is_paired():
+    rng = np.random.default_rng(1)
+    truth = rng.normal(size=40)
+    good, size = truth + 0.3 * rng.normal(size=40), truth + 2.0 * rng.normal(size=40)
+    out = P.difference_from(good, size, truth, n_resamples=500)
+    assert out["difference"] == pytest.approx(P.spearman(good, truth) - P.spearman(size, truth))
+    assert out["difference_ci"][0] > 0  # clearly better than the baseline
+    same = P.difference_from(size, size, truth, n_resamples=200)
+    assert same["difference"] == 0 and same["difference_ci"] == [0, 0]
+    flipped = P.difference_from(-good, size, truth, higher_is_better=False, n_resamples=500)
+    assert flipped["difference"] == pytest.approx(out["difference"])
+
+
+def test_percentile_interval_from_resampled_references():
+    ref = np.arange(1.0, 41.0)
+    lo, hi = P.percentile_ci(30.5, ref, n_resamples=500)
+    assert lo <= P.percentile(30.5, ref) <= hi and 50 < lo and hi < 95
+    assert P.percentile_ci(100.0, ref, n_resamples=200) == [100.0, 100.0]
+    assert P.percentile_ci(float("nan"), ref) == [None, None]
