@@ -104,7 +104,7 @@ PRESETS = {
                  TEST_FRACTION=0.1, WORKERS=2, THREADS=1),
 }
 _RESUME_MAY_CHANGE = ("OUT_DIR", "DEVICE", "THREADS", "DEBUG", "MAX_FAILURES", "WORKERS", "MIN_RELIABILITY")
-PILOT_FILE = "pilot.json"
+_PILOT_FILE = "pilot.json"
 _SET_BY_STUDY = ("GENOTYPE", "OUT_DIR", "SEED", "DATA_DIR", "EPOCHS", "INIT_CHANNELS", "LAYERS", "IMAGE_SIZE",
                  "BATCH_SIZE", "DEVICE", "N_CAM", "PREDICT_DIR", "VAL_FRACTION", "TEST_FRACTION")
 
@@ -311,7 +311,7 @@ def run_pilot(cfg, run_dir, genotypes, parts, measure, stats):
     Its verdict is written once (pilot.json) and kept on resume. Returns the pilot record; raises StudyStopped with
     one line naming the levers when the truth used is below MIN_RELIABILITY.
     """
-    path = run_dir / PILOT_FILE
+    path = run_dir / _PILOT_FILE
     if path.exists():
         pilot = json.loads(path.read_text())
     else:

@@ -197,3 +197,22 @@ def test_classes_differ_in_what_dermoscopy_looks_for(seed):
     assert st["VASC"]["blue"] > 0.03 and st["VASC"]["blue"] > 5 * max(st["NV"]["blue"], st["BKL"]["blue"], 0.002)
     # a dermatofibroma's white scar-like centre: its centre is light against its ring, a naevus's dark
     assert st["DF"]["centre_vs_ring"] > st["NV"]["centre_vs_ring"] + 10
+
+
+def test_a_balanced_set_has_every_class_equally_and_is_its_own_dataset(tmp_path):
+    """The proxy study's labeled set: n // 8 of every class; an imbalanced set in the same folder is replaced."""
+    import csv as _csv
+
+    from common.demo_lesions import DEMO_CLASSES, balanced_class_counts, ensure_demo_dataset
+
+    assert balanced_class_counts(18) == {c: 3 if i < 2 else 2 for i, c in enumerate(DEMO_CLASSES)}
+    root = ensure_demo_dataset(tmp_path / "d", n_images=16, width=32, height=24, log=lambda *_: None, balanced=True)
+    with open(root / "ISIC_2019_Training_GroundTruth.csv") as f:
+        rows = list(_csv.DictReader(f))
+    assert [sum(float(r[c]) for r in rows) for c in DEMO_CLASSES] == [2.0] * 8
+    assert json.loads((root / "demo_manifest.json").read_text())["balanced"] is True
+    drawn = []
+    ensure_demo_dataset(root, n_images=16, width=32, height=24, log=drawn.append, balanced=True)
+    assert drawn == []  # the same balanced set: kept
+    ensure_demo_dataset(root, n_images=16, width=32, height=24, log=drawn.append)  # the ISIC-like set: drawn anew
+    assert drawn and "balanced" not in json.loads((root / "demo_manifest.json").read_text())
