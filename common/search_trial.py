@@ -1,7 +1,9 @@
 """One search trial, from a TPE sample to its trials.jsonl record: the candidate's score, failures recorded, memory freed.
 
 Scores (SCORE): 'nce' trains the candidate contrastively (the paper's method) once per repeat seed and scores the
-mean last-epoch loss; 'naswot' and 'synflow' are training-free (common/zero_cost.py). TPE always minimises the
+mean last-epoch loss; 'nce_init' runs the same epochs, views, negatives and bank with the weights left at
+initialisation (no backward pass: a few times cheaper; the proxy study's control); 'naswot' and 'synflow' are
+training-free (common/zero_cost.py). TPE always minimises the
 record's `loss`: for a score where higher is better, loss = -score.
 """
 import gc
@@ -20,7 +22,7 @@ from common.memory import available_bytes, probe_step
 from common.trial import CandidateTrainer, NonFiniteLoss, run_trial
 from common.views import ViewMaker
 
-SCORES = ("nce", "naswot", "synflow")
+SCORES = ("nce", "nce_init", "naswot", "synflow")
 
 
 @dataclass
@@ -164,8 +166,8 @@ def release_memory(device):
 def score_genotype(genotype, ctx, desc="trial", progress=True, **run_kwargs):
     """The candidate's score fields: the NCE training's (loss, epoch losses, speed) or a training-free score's."""
     cfg = ctx.cfg
-    if cfg["SCORE"] == "nce":
-        return nce_score(genotype, ctx, desc, progress, **run_kwargs)
+    if cfg["SCORE"] in ("nce", "nce_init"):
+        return nce_score(genotype, ctx, desc, progress, learn=cfg["SCORE"] == "nce", **run_kwargs)
     return training_free_score(cfg["SCORE"], genotype, ctx)
 
 

@@ -40,7 +40,8 @@ MAX_IMAGES = None  # use a seeded random subset of this many images (None = all)
 N_TRIALS = 120  # finished (ok) trials to run
 ALGO = "tpe"  # 'tpe' | 'random' (the baseline)
 SPACE = "paper"  # 'paper' (one op per candidate edge, the CSNAS encoding) | 'explicit' (per node: 2 inputs, 2 ops)
-SCORE = "nce"  # 'nce' (contrastive training, the paper's method) | 'naswot' | 'synflow' (training-free, seconds)
+SCORE = "nce"  # 'nce' (contrastive training, the paper's method) | 'nce_init' (its loss without training) |
+# 'naswot' | 'synflow' (training-free, seconds)
 TPE_STARTUP = 20  # random trials before TPE models the history (hyperopt's default)
 MAX_FAILURES = 10  # stop with a message after this many failed trials (NaN loss, out of memory, ...)
 # budget: the size of the eval network the genotype becomes (train_isic.py's paper settings, see BUDGET_NETWORK)
@@ -256,7 +257,8 @@ def main(argv=None):
         print(f"resumed: {loop.count('ok')} finished and {loop.count('fail')} failed trials kept, "
               f"{len(loop.pending)} unfinished to rerun ({run_dir / 'trials.jsonl'})")
     print(f"device {rt} | {len(images)} images | {cfg['ALGO']} over the {cfg['SPACE']} space, score {cfg['SCORE']} | "
-          f"{cfg['N_TRIALS']} trials" + (f" x {cfg['EPOCHS']} epochs x {cfg['REPEATS']} seed(s)" if cfg["SCORE"] == "nce" else "")
+          f"{cfg['N_TRIALS']} trials" + (f" x {cfg['EPOCHS']} epochs x {cfg['REPEATS']} seed(s)"
+                                         if cfg["SCORE"] in ("nce", "nce_init") else "")
           + (f" | {cfg['WORKERS']} at a time ({cfg['EXECUTOR']})" if cfg["WORKERS"] > 1 or cfg["EXECUTOR"] != "local" else ""))
 
     # ---- executor: trials in this process, or in workers that hold their own copies of the images ------------
@@ -270,7 +272,7 @@ def main(argv=None):
                                  ray_address=cfg["RAY_ADDRESS"], trials_per_gpu=cfg["TRIALS_PER_GPU"])
 
     # ---- memory: one probe of the largest candidate where the trials run, before the first trial --------------
-    if cfg["SCORE"] == "nce":
+    if cfg["SCORE"] in ("nce", "nce_init"):  # nce_init keeps no activations for backward: nce's probe bounds it
         try:
             if ctx is not None:
                 check_memory(step_memory(ctx), cfg, len(images))

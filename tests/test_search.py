@@ -384,6 +384,17 @@ def test_explicit_space_runs_a_full_search(images, tmp_path):
         assert set(t["sample"]) == set(G.sample_labels(space="explicit"))
 
 
+def test_nce_init_score_is_the_untrained_loss_of_the_same_candidates(images, tmp_path):
+    """SCORE='nce_init': the search runs as usual, each trial scored by nce's loss with the weights never updated;
+    with common random numbers it equals the LR 0 run of nce, trial for trial."""
+    _, frozen = _search(tmp_path / "frozen", images, "--N_TRIALS=2", "--ALGO=random", "--SCORE=nce_init")
+    _, still = _search(tmp_path / "still", images, "--N_TRIALS=2", "--ALGO=random", "--LR=1e-30")
+    a, b = _trials(frozen), _trials(still)
+    assert [t["status"] for t in a] == ["ok", "ok"] and (frozen / "finished.json").exists()
+    assert [t["score"] for t in a] == ["nce_init"] * 2 and [t["genotype"] for t in a] == [t["genotype"] for t in b]
+    assert [t["loss"] for t in a] == pytest.approx([t["loss"] for t in b], abs=1e-5)
+
+
 @pytest.mark.parametrize("arg,words", [("--COLOR_JITTER=(0.2,0.2)", ["COLOR_JITTER", "4 numbers"]),
                                        ("--PATCH_SCALE=(0.5,0.1)", ["PATCH_SCALE", "low to high"]),
                                        ("--MEAN=(0.5,0.5)", ["MEAN", "3 numbers"]),
