@@ -1,11 +1,7 @@
 """train_isic.py under torchrun decides together: rank 0's ckpt.pt is what every rank resumes from (even when another
 rank sees a different file or none), and a batch that cannot fit on one rank stops all of them (2 gloo processes)."""
 import importlib.util
-import os
-import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -13,41 +9,19 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 WORLD = 2
-TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 # the epochs of the ckpt.pt each rank finds in its own run folder, per scenario (None: no ckpt.pt there)
 SCENARIOS = {"rank 1 behind": (3, 1), "rank 1 has none": (2, None), "only rank 1 has one": (None, 2)}
 NET = {"ARCH": None, "INIT_CHANNELS": 8, "LAYERS": 3, "AUXILIARY_WEIGHT": 0.4}
 OPT = {"LR": 0.05, "MOMENTUM": 0.9, "WEIGHT_DECAY": 3e-5, "NESTEROV": False, "EPOCHS": 5}
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def ranks(tmp_path_factory):
     """Run _worker on 2 processes with torchrun's environment set by hand; returns each rank's results."""
+    from conftest import run_ranks  # only under pytest: the ranks import this file as a script
+
     out = tmp_path_factory.mktemp("ddp_resume")
-    env = {k: v for k, v in os.environ.items() if k not in TORCHRUN_ENV}
-    env.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()), WORLD_SIZE=str(WORLD),
-               LOCAL_WORLD_SIZE=str(WORLD), OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
-    t0 = time.time()
-    procs = [subprocess.Popen([sys.executable, str(Path(__file__).resolve()), str(out)], cwd=ROOT,
-                              env={**env, "RANK": str(r), "LOCAL_RANK": str(r)},
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for r in range(WORLD)]
-    logs = []
-    try:
-        for p in procs:
-            logs.append(p.communicate(timeout=240)[0])
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-    assert all(p.returncode == 0 for p in procs), "\n".join(logs)
-    print(f"2 gloo ranks: {time.time() - t0:.1f} s")
-    return [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
+    return run_ranks([sys.executable, str(Path(__file__).resolve()), str(out)], out, WORLD)
 
 
 @pytest.mark.parametrize("scenario", list(SCENARIOS))

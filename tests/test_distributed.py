@@ -1,7 +1,4 @@
 """Data-parallel helpers: samplers and the no-op context in process; collectives and DDP on 2 gloo ranks."""
-import os
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -161,36 +158,13 @@ def test_unused_parameters_finds_the_dead_reduction_node():
 # ----------------------------------------------------------------------------- 2 gloo ranks
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def ranks(tmp_path_factory):
     """Run _worker on 2 processes with torchrun's environment set by hand; returns each rank's results."""
+    from conftest import run_ranks  # only under pytest: the ranks import this file as a module
+
     out = tmp_path_factory.mktemp("ddp")
-    port = _free_port()
-    env_base = {k: v for k, v in os.environ.items() if k not in TORCHRUN_ENV}
-    env_base.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(WORLD), LOCAL_WORLD_SIZE=str(WORLD),
-                    OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
-    t0 = time.time()
-    procs = [subprocess.Popen([sys.executable, "-m", "tests.test_distributed", str(out)], cwd=ROOT,
-                              env={**env_base, "RANK": str(r), "LOCAL_RANK": str(r)},
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for r in range(WORLD)]
-    logs = []
-    try:
-        for p in procs:
-            logs.append(p.communicate(timeout=240)[0])
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-    assert all(p.returncode == 0 for p in procs), "\n".join(logs)
-    results = [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
-    print(f"2 gloo ranks: {time.time() - t0:.1f} s")
-    return results
+    return run_ranks([sys.executable, "-m", "tests.test_distributed", str(out)], out, WORLD)
 
 
 def test_ranks_join_one_gloo_group(ranks):
