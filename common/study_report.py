@@ -312,7 +312,7 @@ def table_rows(corr):
 
 
 _HEADER = ("score", "better", "n", "Spearman rho [95% CI]", "Kendall tau [95% CI]", "top 20%", "rho with params",
-           "partial rho | params [95% CI]", "rho - params rho [95% CI]", "verdict")
+           "partial rho given params [95% CI]", "rho - params rho [95% CI]", "verdict")
 
 
 def format_table(corr):
@@ -427,7 +427,7 @@ def report_markdown(corr, settings, timings, figures):
     md += ["", "## Rank correlation with the truth", "",
            f"Over {about['n_rows']} {'random genotypes' if about['rows'] == 'random' else 'genotypes'}; "
            f"{about['orientation']}. CIs: {about['ci']}. top 20%: {about['top_k']}. *rho with params*: the score's "
-           "own rank correlation with parameter count; *partial rho | params*: with the truth, parameter count held "
+           "own rank correlation with parameter count; *partial rho given params*: with the truth, parameter count held "
            "fixed (ranks regressed on its ranks); *rho - params rho*: the paired difference from the size baseline.",
            "", "| " + " | ".join(_HEADER) + " |", "|" + "---|" * len(_HEADER)]
     md += ["| " + " | ".join(r) + " |" for r in table_rows(corr)]

@@ -96,9 +96,9 @@ DEBUG = False  # show tracebacks for user errors and failed parts
 PRESETS = {
     # one GPU: 40 random + 5 searched genotypes; nce with the search's paper settings, 15-epoch labeled training
     "paper": {},
-    # 2 CPU cores, about 90 minutes: the pilot (8 genotypes x 2 seeds of labeled training, ~10 min) then 40 random
-    # genotypes and the demo search's best 2. Per genotype, nce with search.py's demo settings and nce_init, and a
-    # small labeled network at 64 px on the study's own lesions (2000, class-balanced: 1000 to train, 100 of every
+    # 2 CPU cores, about 80 minutes (measured: the pilot, 8 genotypes x 2 seeds of labeled training, 12 min; the rest
+    # 68 min): 40 random genotypes and the demo search's best 2. Per genotype, nce with search.py's demo settings and
+    # nce_init, and a small labeled network at 64 px on the study's own lesions (2000, class-balanced: 1000 to train, 100 of every
     # class to validate), two parts at a time in two processes of one thread each
     "demo": dict(K=40, TOP=2, EPOCHS=10, INIT_CHANNELS=8, LAYERS=5, IMAGE_SIZE=64, BATCH_SIZE=32, VAL_FRACTION=0.4,
                  TEST_FRACTION=0.1, WORKERS=2, THREADS=1),

@@ -520,3 +520,19 @@ def test_the_committed_demo_study_reproduces_its_correlations_and_the_readme_tab
     readme = (shipped.parents[1] / "README.md").read_text()
     for row in table_rows(corr):
         assert "| " + " | ".join(row) + " |" in readme, row[0]
+
+
+def test_parts_in_two_worker_processes_measure_what_one_process_does(tiny, tmp_path):
+    """WORKERS=2: the parts run in two spawned processes (each its own TrialContext and train_isic), recorded by the
+    driver; every score and truth of the random genotypes equals the in-process study's."""
+    out = tmp_path / "run"
+    args = [f"--OUT_DIR={out}" if a.startswith("--OUT_DIR=") else a for a in tiny["args"]]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(common.images, "cache_path_for", lambda folder, size, subset=None: tiny["root"] / f"cache-{size}.npz")
+        _study([*args, "--WORKERS=2"], [])
+    old = {r["id"]: r for r in read_study_csv(tiny["run"] / "study.csv")}
+    new = {r["id"]: r for r in read_study_csv(out / "study.csv")}
+    assert set(new) == set(old) and (out / "finished.json").is_file()
+    for gid in (g for g in old if g.startswith("random")):
+        for column in ("nce", "nce_s1", "nce_init", "naswot", "synflow", "params", "truth_s0", "truth_s1", "bacc_s0"):
+            assert float(new[gid][column]) == pytest.approx(float(old[gid][column]), rel=1e-5, abs=1e-6), (gid, column)
