@@ -19,6 +19,7 @@ Parts (key: genotype id, part, seed index):
             trains with --SEED=<study SEED + i>; the split (SPLIT_SEED) stays fixed. The record keeps every epoch's
             validation balanced accuracy, macro AUC and loss, from which the truth candidates are computed
 """
+import collections
 import contextlib
 import dataclasses
 import json
@@ -252,6 +253,16 @@ def _num(value, spec):
 # ----------------------------------------------------------------------------- many parts, in parallel or not
 
 
+def load_script(path):
+    """A repository script (search.py, train_isic.py) as a module: importing it only defines constants and functions."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"_study_{Path(path).stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 class ScriptMain:
     """A picklable train_fn: the main() of a repository script, loaded in whichever process calls it."""
 
@@ -259,12 +270,7 @@ class ScriptMain:
         self.path = str(path)
 
     def __call__(self, argv):
-        import importlib.util
-
-        spec = importlib.util.spec_from_file_location(f"_study_{Path(self.path).stem}", self.path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module.main(argv)
+        return load_script(self.path).main(argv)
 
 
 _WORKER = {}  # the Measurer of this worker process
@@ -293,15 +299,12 @@ def _worker_part(task):
 def measure_many(measurer, entries, parts, only=None, workers=1, recipe=None, on_genotype=None):
     """Every missing part of `entries` (those named in `only`), in genotype order; records appended to `parts` as they
     arrive (in task order). workers > 1: that many spawned processes, each built from `recipe` (the keyword arguments
-    of Measurer, with 'images', 'scfg', 'device', 'threads' for its TrialContext). on_genotype(entry) runs once all
-    of an entry's parts are recorded. Stops (StudyStopped) when more than max_failures parts failed."""
+    of Measurer, with 'images', 'scfg', 'device', 'threads' for its TrialContext). on_genotype(entry) runs when the
+    last missing part of an entry is recorded. Stops (StudyStopped) when more than max_failures parts failed."""
     tasks = [(e, p, i) for e in entries for p, i in measurer.plan(only) if parts.get(e["id"], p, i) is None]
-    left = {e["id"]: sum(t[0]["id"] == e["id"] for t in tasks) for e in entries}
-    for e in entries:
-        if not left[e["id"]] and on_genotype:
-            on_genotype(e, ran=False)
     if not tasks:
         return
+    left = collections.Counter(e["id"] for e, _, _ in tasks)
     pool = None
     if workers > 1 and len(tasks) > 1:
         import concurrent.futures
@@ -322,7 +325,7 @@ def measure_many(measurer, entries, parts, only=None, workers=1, recipe=None, on
                                    f"{Path(measurer.run_dir) / TRAIN_DIR}")
             left[entry["id"]] -= 1
             if not left[entry["id"]] and on_genotype:
-                on_genotype(entry, ran=True)
+                on_genotype(entry)
     finally:
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)

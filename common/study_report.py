@@ -193,6 +193,12 @@ def choose_truth(setting, rel):
     return max(known, key=lambda k: (known[k], -list(TRUTHS).index(k))) if known else "bacc"
 
 
+def _spearman_or_none(x, y):
+    """The point estimate alone (no interval): Spearman rho of the finite pairs, None below MIN_PAIRS or if constant."""
+    x, y = S.finite_pairs(x, y)
+    return S.finite_or_none(S.spearman(x, y)) if len(x) >= S.MIN_PAIRS else None
+
+
 def verdict(entry, decidable):
     """The decision rule (DECISION_RULE) applied to one score's correlations.json entry."""
     if not decidable:
@@ -238,7 +244,7 @@ def correlations(rows, n_seeds, use="random", top_fraction=S.TOP_FRACTION, confi
         score = column(picked, name)
         entry = {"direction": direction(name), **S.rank_agreement(score, truth_col, hib, **kw),
                  "top_k": S.top_k(score, truth_col, hib, top_fraction),
-                 "with_params": S.rank_agreement(score, size, hib, **kw)["spearman"]}
+                 "with_params": _spearman_or_none(S.oriented(score, hib), size)}
         if name != BASELINE:
             entry["partial"] = S.partial_agreement(score, truth_col, size, hib, **kw)
             entry["vs_params"] = S.difference_from(score, size, truth_col, hib, HIGHER_IS_BETTER[BASELINE], **kw)

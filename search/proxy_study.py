@@ -14,7 +14,6 @@ each score a verdict. The run folder gets study.csv, correlations.json, report.m
 command resumes. Any constant below can be overridden as --NAME=value.
 """
 import functools
-import importlib.util
 import json
 import sys
 import time
@@ -39,6 +38,7 @@ from common.study_measure import (  # noqa: E402
     PartLog,
     ScriptMain,
     StudyStopped,
+    load_script,
     measure_many,
     random_genotypes,
     search_top,
@@ -110,12 +110,8 @@ _SET_BY_STUDY = ("GENOTYPE", "OUT_DIR", "SEED", "DATA_DIR", "EPOCHS", "INIT_CHAN
 
 
 def _load_script(relpath):
-    """search.py / train_isic.py as modules (they only define constants and functions when imported)."""
-    path = REPO_ROOT / relpath
-    spec = importlib.util.spec_from_file_location(f"_study_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """search.py / train_isic.py as modules (the tests wrap what they load)."""
+    return load_script(REPO_ROOT / relpath)
 
 
 def _check_args(cfg, name, refused=()):
@@ -402,15 +398,14 @@ def main(argv=None):
                  pilot=pilot, **stats)
     clock = {"start": time.perf_counter(), "measured": 0}
 
-    def genotype_done(entry, ran):
+    def genotype_done(entry):
         rows = study_report.study_rows(genotypes, parts, cfg["SEEDS"], **options)
         study_report.write_outputs(run_dir, rows, study_report.correlations(rows, cfg["SEEDS"], **judge))
-        if ran:
-            n = next(i for i, g in enumerate(genotypes, 1) if g["id"] == entry["id"])
-            clock["measured"] += 1
-            spent = time.perf_counter() - clock["start"]
-            eta = spent / clock["measured"] * (len(genotypes) - n) / 60
-            print(study_report.genotype_line(n, len(genotypes), rows[n - 1], spent / clock["measured"], eta), flush=True)
+        n = next(i for i, g in enumerate(genotypes, 1) if g["id"] == entry["id"])
+        clock["measured"] += 1
+        spent = time.perf_counter() - clock["start"]
+        eta = spent / clock["measured"] * (len(genotypes) - n) / 60
+        print(study_report.genotype_line(n, len(genotypes), rows[n - 1], spent / clock["measured"], eta), flush=True)
 
     measure(genotypes, on_genotype=genotype_done)
 
