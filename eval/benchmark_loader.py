@@ -15,7 +15,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 # ----------------------------------------------------------------------------------------------------------
-DATA_DIR = None  # labeled dataset (any layout of common/datasets.py); None = demo lesions at ISIC size
+DATA_DIR = None  # labeled dataset (any layout of common/data/datasets.py); None = demo lesions at ISIC size
 BENCH_DIR = None  # folder for the upscaled demo and the resized copies; None = data/bench_loader
 N_IMAGES = 160  # images measured (the first N of the training split)
 DEMO_WIDTH, DEMO_HEIGHT = 256, 192  # px, the demo lesions as drawn
@@ -44,7 +44,7 @@ def full_size_demo(bench_dir, n_images, seed):
     """The demo lesions upscaled to FULL_WIDTH x FULL_HEIGHT JPEGs in the ISIC layout (made once, reused)."""
     from PIL import Image
 
-    from common.demo_lesions import GROUND_TRUTH, IMAGE_DIR, ensure_demo_dataset
+    from common.data.demo_lesions import GROUND_TRUTH, IMAGE_DIR, ensure_demo_dataset
 
     small = ensure_demo_dataset(bench_dir / "demo", n_images=n_images, seed=seed, width=DEMO_WIDTH,
                                 height=DEMO_HEIGHT, log=print)
@@ -69,7 +69,7 @@ def loader_img_s(records, arrays, min_side, batch_size, workers, pin):
     until MIN_SECONDS have passed; workers persist across passes, as in a training run."""
     import torch
 
-    from common.loaders import ImageDataset, train_transform
+    from common.data.loaders import ImageDataset, train_transform
 
     ds = ImageDataset(records, train_transform(IMAGE_SIZE, MEAN, STD, scale=(CROP_SCALE_MIN, 1.0)), arrays=arrays,
                       min_side=min_side)
@@ -96,8 +96,8 @@ def model_img_s(n_classes, device):
     """Forward + backward + SGD step of the evaluation network on random in-memory batches, images/s."""
     import torch
 
-    from common.genotypes import resolve
-    from common.networks import EvalNetwork
+    from common.arch.genotypes import resolve
+    from common.arch.networks import EvalNetwork
 
     genotype, _ = resolve(GENOTYPE)
     torch.manual_seed(SEED)
@@ -128,9 +128,9 @@ def model_img_s(n_classes, device):
 
 def main(argv=None):
     from common.config import ConfigError, configure, format_config
-    from common.datasets import DatasetError, load_labeled
+    from common.data.datasets import DatasetError, load_labeled
+    from common.data.loaders import prepare_resized
     from common.device import pick_device
-    from common.loaders import prepare_resized
     from common.runs import REPO_ROOT
 
     try:

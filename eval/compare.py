@@ -16,7 +16,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `common` from the repo root
 
-from common import figures, runs  # noqa: E402  (figures.BLUE etc.: upper-case imports would count as settings)
+from common import (
+    figures,  # noqa: E402  (figures.BLUE etc.: upper-case imports would count as settings)
+    runs,
+)
 from common.config import ConfigError, configure, format_config, run_cli  # noqa: E402
 
 # -----------------------------------------------------------------------------

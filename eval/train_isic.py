@@ -25,9 +25,11 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `common` from the repo root
 
-from common import baselines, model_card, runs  # noqa: E402  (modules: their upper-case names are not settings here)
-from common.baselines import WithAux, build_baseline, cam_layer  # noqa: E402
-from common.cam import GradCAM, pick_cam_samples, save_cam_figure  # noqa: E402
+from common import runs
+from common.arch import baselines  # noqa: E402  (modules: their upper-case names are not settings here)
+from common.arch.baselines import WithAux, build_baseline, cam_layer  # noqa: E402
+from common.arch.genotypes import from_dict, resolve, to_dict  # noqa: E402
+from common.arch.networks import EvalNetwork  # noqa: E402
 from common.config import (  # noqa: E402
     ConfigError,
     check_choice,
@@ -37,9 +39,9 @@ from common.config import (  # noqa: E402
     format_config,
     run_cli,
 )
-from common.datasets import LAYOUTS as _LAYOUTS  # noqa: E402  (private names: an imported tuple is no setting)
-from common.datasets import SPLITS as _SPLITS  # noqa: E402
-from common.datasets import (  # noqa: E402
+from common.data.datasets import LAYOUTS as _LAYOUTS  # noqa: E402  (private names: an imported tuple is no setting)
+from common.data.datasets import SPLITS as _SPLITS  # noqa: E402
+from common.data.datasets import (  # noqa: E402
     DatasetError,
     Record,
     balanced_sampler,
@@ -48,11 +50,16 @@ from common.datasets import (  # noqa: E402
     load_labeled,
     split_table,
 )
-from common.demo_lesions import ensure_demo_dataset  # noqa: E402
+from common.data.demo_lesions import ensure_demo_dataset  # noqa: E402
+from common.data.images import BadImage, list_images, skipped_summary, write_skipped  # noqa: E402
+from common.data.loaders import ImageDataset, eval_transform, prepare_resized, train_transform  # noqa: E402
 from common.device import AMP_CHOICES as _AMP_CHOICES  # noqa: E402
 from common.device import CHANNELS_LAST_CHOICES as _CHANNELS_LAST_CHOICES  # noqa: E402
 from common.device import check_resumed_runtime, runtime  # noqa: E402
-from common.distributed import (  # noqa: E402
+from common.figures import plot_confusion_matrix, plot_training_curves  # noqa: E402
+from common.labeled import model_card
+from common.labeled.cam import GradCAM, pick_cam_samples, save_cam_figure  # noqa: E402
+from common.labeled.distributed import (  # noqa: E402
     DistContext,
     eval_sampler,
     gather_predictions,
@@ -65,14 +72,8 @@ from common.distributed import (  # noqa: E402
     unwrap,
     wrap_ddp,
 )
-from common.figures import plot_confusion_matrix, plot_training_curves  # noqa: E402
-from common.genotypes import from_dict, resolve, to_dict  # noqa: E402
-from common.images import BadImage, list_images, skipped_summary, write_skipped  # noqa: E402
-from common.loaders import ImageDataset, eval_transform, prepare_resized, train_transform  # noqa: E402
-from common.memory import StepMemory, check_step, probe_classifier  # noqa: E402
-from common.metrics import classification_metrics, write_predictions_csv  # noqa: E402
-from common.networks import EvalNetwork  # noqa: E402
-from common.training import (  # noqa: E402
+from common.labeled.metrics import classification_metrics, write_predictions_csv  # noqa: E402
+from common.labeled.training import (  # noqa: E402
     finite_or_raise,
     load_checkpoint,
     predict,
@@ -83,10 +84,11 @@ from common.training import (  # noqa: E402
     state_dict_nchw,
     train_one_epoch,
 )
+from common.memory import StepMemory, check_step, probe_classifier  # noqa: E402
 
 # -----------------------------------------------------------------------------
 # architecture
-GENOTYPE = None  # name in common/genotypes.py | best_genotype.json | search run; None = newest search, else CNAS_ISIC_s5
+GENOTYPE = None  # name in common/arch/genotypes.py | best_genotype.json | search run; None = newest search, else CNAS_ISIC_s5
 ARCH = None  # None = the DARTS GENOTYPE; else a torchvision model trained from scratch: resnet18 | resnet50 |
 # mobilenet_v3_large | efficientnet_b0 | densenet121 (the same data, split, recipe, metrics and outputs as a genotype)
 PRETRAINED_WEIGHTS = None  # a torchvision ImageNet .pth you downloaded, for ARCH (never downloaded here); use

@@ -22,16 +22,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from common import genotypes as G  # noqa: E402
+from common.arch import genotypes as G  # noqa: E402
 from common.config import ConfigError, config_names, configure, format_config, run_cli  # noqa: E402
-from common.contrastive import BankNCE  # noqa: E402
+from common.data.views import ViewMaker  # noqa: E402
 from common.device import autocast_for, device_preset, pick_device  # noqa: E402
-from common.trial import CandidateTrainer  # noqa: E402
-from common.views import ViewMaker  # noqa: E402
+from common.search.candidate import CandidateTrainer  # noqa: E402
+from common.search.contrastive import BankNCE  # noqa: E402
 
 # -----------------------------------------------------------------------------
 # what is trained (the PRESET for the device may change these; see PRESETS)
-GENOTYPE = "CNAS_ISIC_s5"  # the candidate trained: a name in common/genotypes.py, a best_genotype.json or a run folder
+GENOTYPE = "CNAS_ISIC_s5"  # the candidate trained: a name in common/arch/genotypes.py, a best_genotype.json or a run folder
 INIT_CHANNELS = 32  # C
 LAYERS = 8  # cells; reductions at 1/3 and 2/3 depth
 BATCH_SIZE = 256  # source images per step (each gives 3 views)

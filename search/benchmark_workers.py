@@ -43,9 +43,9 @@ from common.config import (  # noqa: E402
     format_config,
     run_cli,
 )
+from common.data.images import cache_path_for  # noqa: E402
 from common.device import device_preset, pick_device  # noqa: E402
 from common.failures import DriverError  # noqa: E402
-from common.images import cache_path_for  # noqa: E402
 from common.runs import read_jsonl  # noqa: E402
 
 # -----------------------------------------------------------------------------

@@ -23,17 +23,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from common import genotypes as G  # noqa: E402
-from common import study_figures, study_report  # noqa: E402
+from common.arch import genotypes as G  # noqa: E402
+from common.arch.networks import EvalNetwork  # noqa: E402
 from common.config import ConfigError, check_choice, check_number, configure, format_config, run_cli  # noqa: E402
-from common.datasets import DatasetError  # noqa: E402
-from common.demo_lesions import ensure_demo_dataset  # noqa: E402
-from common.images import BadImage  # noqa: E402
+from common.data.datasets import DatasetError  # noqa: E402
+from common.data.demo_lesions import ensure_demo_dataset  # noqa: E402
+from common.data.images import BadImage  # noqa: E402
 from common.memory import check_classifier_memory, check_step  # noqa: E402
-from common.networks import EvalNetwork  # noqa: E402
 from common.runs import REPO_ROOT, atomic_write_json, atomic_write_text, mark_finished, new_run_dir, open_run_dir  # noqa: E402
-from common.search_trial import largest_candidate, step_memory, worker_setup  # noqa: E402
-from common.study_measure import (  # noqa: E402
+from common.search.trial import largest_candidate, step_memory, worker_setup  # noqa: E402
+from common.study import figures as study_figures  # noqa: E402
+from common.study import report as study_report
+from common.study.measure import (  # noqa: E402
     Measurer,
     PartLog,
     ScriptMain,
@@ -218,7 +219,7 @@ def labeled_data(cfg):
 
 
 def train_settings(cfg, data):
-    """What common.study_measure.train_argv needs: the study's labeled-training settings and its data."""
+    """What common.study.measure.train_argv needs: the study's labeled-training settings and its data."""
     keys = ("SEED", "EPOCHS", "INIT_CHANNELS", "LAYERS", "IMAGE_SIZE", "BATCH_SIZE", "DEVICE", "TRAIN_ARGS",
             "VAL_FRACTION", "TEST_FRACTION")
     return {**{k: cfg[k] for k in keys}, "TRAIN_ARGS": list(cfg["TRAIN_ARGS"]), **data}

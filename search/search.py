@@ -14,22 +14,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from common import genotypes as G  # noqa: E402
-from common.cell_diagram import write_cell_diagrams  # noqa: E402
+from common.arch import genotypes as G  # noqa: E402
+from common.arch.cell_diagram import write_cell_diagrams  # noqa: E402
 from common.config import ConfigError, check_choice, check_number, check_tuple, configure, format_config, run_cli  # noqa: E402
-from common.demo_lesions import ensure_demo_dataset  # noqa: E402
+from common.data.demo_lesions import ensure_demo_dataset  # noqa: E402
+from common.data.images import build_cache, cache_path_for, list_images, skipped_summary, write_skipped  # noqa: E402
 from common.device import check_resumed_runtime, runtime  # noqa: E402
-from common.executors import KINDS as _EXECUTORS  # noqa: E402  (private names: upper-case ones are settings)
-from common.executors import make_executor  # noqa: E402
 from common.figures import plot_search_curve  # noqa: E402
-from common.images import build_cache, cache_path_for, list_images, skipped_summary, write_skipped  # noqa: E402
 from common.memory import StepMemory, check_fits, memory_line  # noqa: E402
 from common.runs import atomic_write_json, mark_finished, new_run_dir, start_run_dir  # noqa: E402
-from common.search_loop import InlineExecutor, SearchLoop, SearchStopped, eta_minutes  # noqa: E402
-from common.search_trial import PROBE_TASK as _PROBE_TASK  # noqa: E402
-from common.search_trial import SCORES as _SCORES  # noqa: E402
-from common.search_trial import budget_check, evaluate_trial, step_memory, worker_run, worker_setup  # noqa: E402
-from common.tpe import make_suggest, search_space  # noqa: E402
+from common.search.executors import KINDS as _EXECUTORS  # noqa: E402  (private names: upper-case ones are settings)
+from common.search.executors import make_executor  # noqa: E402
+from common.search.loop import InlineExecutor, SearchLoop, SearchStopped, eta_minutes  # noqa: E402
+from common.search.tpe import make_suggest, search_space  # noqa: E402
+from common.search.trial import PROBE_TASK as _PROBE_TASK  # noqa: E402
+from common.search.trial import SCORES as _SCORES  # noqa: E402
+from common.search.trial import budget_check, evaluate_trial, step_memory, worker_run, worker_setup  # noqa: E402
 
 # -----------------------------------------------------------------------------
 # data
@@ -296,7 +296,7 @@ def main(argv=None):
     best, literal = write_results(run_dir, loop.records, final=True)
     mark_finished(run_dir, {"ok_trials": loop.count("ok"), "failed_trials": loop.count("fail"),
                             "over_budget": loop.count("over_budget"), "best_loss": best["loss"]})
-    print(f"best: trial {best['trial']} with loss {best['loss']:.4f}; paste into common/genotypes.py:\n{literal}")
+    print(f"best: trial {best['trial']} with loss {best['loss']:.4f}; paste into common/arch/genotypes.py:\n{literal}")
     print(f"run folder: {run_dir}\nnext: cd ../eval && python train_isic.py   (trains the newest search's best genotype)")
     return run_dir
 

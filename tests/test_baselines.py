@@ -3,11 +3,11 @@ import pytest
 import torch
 import torchvision
 
-from common.baselines import BASELINES, WithAux, _read_state_dict, build_baseline, cam_layer, head_name, unwrap
-from common.cam import GradCAM
+from common.arch.baselines import BASELINES, WithAux, _read_state_dict, build_baseline, cam_layer, head_name, unwrap
+from common.arch.genotypes import DARTS_V2
+from common.arch.networks import EvalNetwork
 from common.config import ConfigError
-from common.genotypes import DARTS_V2
-from common.networks import EvalNetwork
+from common.labeled.cam import GradCAM
 
 
 @pytest.mark.parametrize("name", BASELINES)

@@ -6,7 +6,7 @@ import time
 import pytest
 
 from common.config import ConfigError
-from common.images import cache_path_for
+from common.data.images import cache_path_for
 from conftest import load_script
 
 TINY = ["--DEVICE=cpu", "--PRESET=cpu", "--N_TRIALS=2", "--EPOCHS=1", "--INIT_CHANNELS=4", "--LAYERS=3",

@@ -4,9 +4,9 @@ import pytest
 import torch
 from PIL import Image
 
-from common.cam import GradCAM, overlay, pick_cam_samples, save_cam_figure
-from common.genotypes import CNAS_ISIC_s4
-from common.networks import EvalNetwork
+from common.arch.genotypes import CNAS_ISIC_s4
+from common.arch.networks import EvalNetwork
+from common.labeled.cam import GradCAM, overlay, pick_cam_samples, save_cam_figure
 
 
 @pytest.fixture(scope="module")

@@ -2,10 +2,10 @@
 import numpy as np
 import pytest
 
-from common import genotypes as G
-from common.cell_cost import eval_network_size
-from common.model_card import count_macs, count_params
-from common.networks import EvalNetwork
+from common.arch import genotypes as G
+from common.arch.cell_cost import eval_network_size
+from common.arch.networks import EvalNetwork
+from common.labeled.model_card import count_macs, count_params
 
 
 def _full(genotype, c, layers, px, classes):
@@ -29,10 +29,10 @@ def test_summed_size_equals_the_full_count(network):
 
 def test_a_proposal_builds_no_network_once_the_shape_is_known(monkeypatch):
     """Only the first genotype of a shape builds the full network; later ones are sums of cached op counts."""
-    import common.cell_cost
+    import common.arch.cell_cost
 
     network = (8, 5, 64, 4)
     eval_network_size(G.DARTS_V2, network)
-    monkeypatch.setattr(common.cell_cost, "EvalNetwork", None)  # building a network now would fail
+    monkeypatch.setattr(common.arch.cell_cost, "EvalNetwork", None)  # building a network now would fail
     sizes = [eval_network_size(_random(s, "explicit"), network) for s in range(5)]
     assert all(p > 0 and m > 0 for p, m in sizes) and len(set(sizes)) > 1

@@ -6,8 +6,8 @@ import graphviz
 import pytest
 from PIL import Image
 
-import common.cell_diagram as cd
-from common import genotypes as G
+import common.arch.cell_diagram as cd
+from common.arch import genotypes as G
 
 NAMED = ["DARTS_V2", "CNAS_ISIC_s4", "CNAS_ISIC_s5"]
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from common.datasets import (
+from common.data.datasets import (
     DERMAMNIST_CLASSES,
     DatasetError,
     Record,
@@ -20,7 +20,7 @@ from common.datasets import (
     load_labeled,
     write_split,
 )
-from common.loaders import ImageDataset, eval_transform, prepare_resized, train_transform
+from common.data.loaders import ImageDataset, eval_transform, prepare_resized, train_transform
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 

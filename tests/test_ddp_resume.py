@@ -56,8 +56,8 @@ def _load_train_isic():
 
 def _write_ckpt(script, run_dir, epoch, seed):
     """A ckpt.pt as train_isic writes it after `epoch` epochs, with weights of their own (seeded)."""
-    from common.genotypes import CNAS_ISIC_s4
-    from common.training import rng_state
+    from common.arch.genotypes import CNAS_ISIC_s4
+    from common.labeled.training import rng_state
 
     torch.manual_seed(seed)
     model = script.build_model(CNAS_ISIC_s4, 3, NET)
@@ -76,9 +76,9 @@ def _write_ckpt(script, run_dir, epoch, seed):
 
 def _worker(out_dir):
     import common.memory
+    from common.arch.genotypes import CNAS_ISIC_s4
     from common.config import ConfigError
-    from common.distributed import DistContext, init_distributed
-    from common.genotypes import CNAS_ISIC_s4
+    from common.labeled.distributed import DistContext, init_distributed
 
     torch.set_num_threads(1)
     script = _load_train_isic()

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import common.demo_lesions as demo
+import common.data.demo_lesions as demo
 from common.config import ConfigError
-from common.demo_lesions import DEMO_CLASSES, DEMO_MIN_PER_CLASS, demo_class_counts, draw_lesion, ensure_demo_dataset
+from common.data.demo_lesions import DEMO_CLASSES, DEMO_MIN_PER_CLASS, demo_class_counts, draw_lesion, ensure_demo_dataset
 
 SMALL = dict(n_images=24, width=64, height=48)
 
@@ -203,7 +203,7 @@ def test_a_balanced_set_has_every_class_equally_and_is_its_own_dataset(tmp_path)
     """The proxy study's labeled set: n // 8 of every class; an imbalanced set in the same folder is replaced."""
     import csv as _csv
 
-    from common.demo_lesions import DEMO_CLASSES, balanced_class_counts, ensure_demo_dataset
+    from common.data.demo_lesions import DEMO_CLASSES, balanced_class_counts, ensure_demo_dataset
 
     assert balanced_class_counts(18) == {c: 3 if i < 2 else 2 for i, c in enumerate(DEMO_CLASSES)}
     root = ensure_demo_dataset(tmp_path / "d", n_images=16, width=32, height=24, log=lambda *_: None, balanced=True)

@@ -8,9 +8,11 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
+from common.arch.genotypes import CNAS_ISIC_s4, CNAS_ISIC_s5
+from common.arch.networks import EvalNetwork
 from common.config import ConfigError
-from common.datasets import BalancedSampler
-from common.distributed import (
+from common.data.datasets import BalancedSampler
+from common.labeled.distributed import (
     DistContext,
     DistributedWeightedSampler,
     ShardSampler,
@@ -25,8 +27,6 @@ from common.distributed import (
     unwrap,
     wrap_ddp,
 )
-from common.genotypes import CNAS_ISIC_s4, CNAS_ISIC_s5
-from common.networks import EvalNetwork
 
 ROOT = Path(__file__).resolve().parents[1]
 WORLD = 2

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from common.config import ConfigError
-from common.executors import Finished, make_executor, worker_devices, worker_threads
+from common.search.executors import Finished, make_executor, worker_devices, worker_threads
 
 LIMIT_S = 60  # a test that waits longer than this for its trials has hung
 
@@ -177,7 +177,7 @@ def test_close_and_ctrl_c_leave_no_child_processes(setup_args, tmp_path):
 CTRL_C_DRIVER = """
 import sys, time
 sys.path[:0] = [{root!r}, {tests!r}]
-from common.executors import make_executor
+from common.search.executors import make_executor
 from test_executors import toy_fn, toy_setup
 if __name__ == "__main__":
     with make_executor("local", workers=2, worker_setup=toy_setup, worker_fn=toy_fn, setup_args={args!r},
@@ -216,7 +216,7 @@ def test_devices_threads_and_kinds():
     assert worker_threads(3, 8) == 3 and worker_threads(0, 10**6) == 1
     with pytest.raises(ConfigError, match="choose one of local, ray"):
         make_executor("threads", workers=1, worker_setup=toy_setup, worker_fn=toy_fn, setup_args={})
-    code = "import sys, common.executors; assert 'ray' not in sys.modules and 'torch' not in sys.modules"
+    code = "import sys, common.search.executors; assert 'ray' not in sys.modules and 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=os.path.dirname(os.path.dirname(__file__)))
 
 
@@ -331,7 +331,7 @@ class _FakeActor:
 @pytest.fixture
 def fake_ray(monkeypatch):
     """Install a fake `ray` module; returns a factory: fake_ray(cpus=..., initialized=..., fail_ready=...)."""
-    import common.executors as E
+    import common.search.executors as E
 
     threads_set = []
     monkeypatch.setattr(E, "_set_threads", lambda threads, device: threads_set.append(threads))  # not this process's

@@ -2,7 +2,7 @@
 import pytest
 
 from common.failures import DriverError, failure_reason, is_candidate_failure, run_candidate
-from common.trial import NonFiniteLoss
+from common.search.candidate import NonFiniteLoss
 
 
 def _raise(exc):

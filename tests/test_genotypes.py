@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from common import genotypes as G
-from common.genotypes import PRIMITIVES, Genotype
+from common.arch import genotypes as G
+from common.arch.genotypes import PRIMITIVES, Genotype
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,4 +1,4 @@
-"""Tests for common/images.py: every image kind loads or is skipped with a reason; the uint8 cache is reused."""
+"""Tests for common/data/images.py: every image kind loads or is skipped with a reason; the uint8 cache is reused."""
 import csv
 import io
 import os
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-from common import images
-from common.images import (
+from common.data import images
+from common.data.images import (
     BadImage,
     build_cache,
     cache_path_for,

@@ -13,7 +13,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from common.metrics import (
+from common.labeled.metrics import (
     balanced_accuracy_from_csv,
     classification_metrics,
     predictions_table,

@@ -8,9 +8,10 @@ import torch
 import torch.nn as nn
 import torchvision
 
-from common.baselines import WithAux, build_baseline
-from common.genotypes import DARTS_V2
-from common.model_card import (
+from common.arch.baselines import WithAux, build_baseline
+from common.arch.genotypes import DARTS_V2
+from common.arch.networks import EvalNetwork
+from common.labeled.model_card import (
     OnnxMismatch,
     count_macs,
     count_params,
@@ -19,7 +20,6 @@ from common.model_card import (
     export_onnx,
     model_card,
 )
-from common.networks import EvalNetwork
 
 
 def plain_convnet():

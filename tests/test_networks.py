@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from common import genotypes as G
-from common.networks import EvalNetwork, SearchNetwork
+from common.arch import genotypes as G
+from common.arch.networks import EvalNetwork, SearchNetwork
 
 
 def _views(b=4, size=16, seed=0):

@@ -4,8 +4,8 @@ import math
 import pytest
 import torch
 
-from common.genotypes import PRIMITIVES
-from common.operations import OPS, drop_path
+from common.arch.genotypes import PRIMITIVES
+from common.arch.operations import OPS, drop_path
 
 
 def test_ops_cover_the_primitives():

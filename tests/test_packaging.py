@@ -1,5 +1,7 @@
 """Packaging metadata agrees with itself: pyproject vs requirements.txt, one version everywhere, a valid CITATION.cff."""
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -40,7 +42,7 @@ def test_every_requirement_is_bounded_and_ruff_is_pinned():
 
 
 def test_hyperopt_is_pinned_to_the_version_the_tests_run():
-    """common/tpe.py builds hyperopt's trial documents itself (internals that may change in any release): pinned."""
+    """common/search/tpe.py builds hyperopt's trial documents itself (internals that may change in any release): pinned."""
     from importlib.metadata import version
 
     hyperopt = [r for r in _requirements() if r.name == "hyperopt"]
@@ -67,8 +69,13 @@ def test_citation_cff_structure():
         assert ref["authors"] and all(a.get("family-names") for a in ref["authors"]) and ref["year"]
 
 
-def test_the_package_is_the_common_folder():
-    setuptools = _pyproject()["tool"]["setuptools"]
-    assert setuptools["packages"] == ["common"]
-    assert (ROOT / "common" / "__init__.py").is_file()
+def test_pip_install_installs_common_and_every_stage_folder(tmp_path):
+    # a real (no-deps) install: what a user gets from `pip install .` must hold every module the scripts import
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                    "--target", str(tmp_path / "site"), str(ROOT)], check=True, capture_output=True, cwd=tmp_path)
+    on_disk = {p.relative_to(ROOT).as_posix() for p in (ROOT / "common").rglob("*.py")}
+    installed = {p.relative_to(tmp_path / "site").as_posix() for p in (tmp_path / "site" / "common").rglob("*.py")}
+    assert on_disk == installed and "common/arch/genotypes.py" in installed
+    for init in (ROOT / "common").glob("*/__init__.py"):  # each stage folder says what lives there
+        assert len(init.read_text().strip()) > 40, init
     assert (ROOT / "LICENSE").read_text().startswith("MIT License")

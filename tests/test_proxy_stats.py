@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from common import proxy_stats as P
+from common.study import stats as P
 
 
 def _noisy(n=20, noise=1.0, seed=0):

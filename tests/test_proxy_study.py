@@ -13,13 +13,13 @@ import torch
 from PIL import Image
 from scipy import stats
 
-import common.images
-from common import genotypes as G
-from common import study_measure
+import common.data.images
+from common.arch import genotypes as G
 from common.config import ConfigError
-from common.study_measure import PartLog, random_genotypes, search_top
-from common.study_report import HIGHER_IS_BETTER, correlations, csv_text, format_table, report_markdown, study_rows
-from common.trial import NonFiniteLoss
+from common.search.candidate import NonFiniteLoss
+from common.study import measure as study_measure
+from common.study.measure import PartLog, random_genotypes, search_top
+from common.study.report import HIGHER_IS_BETTER, correlations, csv_text, format_table, report_markdown, study_rows
 from conftest import load_script
 
 CLASSES = ["MEL", "NV", "BCC", "UNK"]
@@ -241,7 +241,7 @@ def tiny(tmp_path_factory):
     isic = write_isic(root / "isic")
     with pytest.MonkeyPatch.context() as mp:
         # image caches stay in the test's folder (search.py imports the function when it is loaded)
-        mp.setattr(common.images, "cache_path_for", lambda folder, size, subset=None: root / f"cache-{size}.npz")
+        mp.setattr(common.data.images, "cache_path_for", lambda folder, size, subset=None: root / f"cache-{size}.npz")
         search = load_script("search/search.py")
         search_run = search.main([f"--DATA_DIR={isic / 'ISIC_2019_Training_Input'}", f"--OUT_DIR={root / 'search'}",
                                   "--N_TRIALS=2", "--ALGO=random", *SEARCH_TINY])
@@ -381,7 +381,7 @@ def test_rerun_after_finished_marker_deleted_redoes_nothing(tiny, tmp_path):
     calls = []
     args = [a if not a.startswith("--OUT_DIR=") else f"--OUT_DIR={run}" for a in tiny["args"]]
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(common.images, "cache_path_for", lambda folder, size, subset=None: tiny["root"] / f"cache-{size}.npz")
+        mp.setattr(common.data.images, "cache_path_for", lambda folder, size, subset=None: tiny["root"] / f"cache-{size}.npz")
         mp.setattr(study_measure, "nce_score", lambda *a, **k: pytest.fail("nce rerun"))
         _study(args, calls)
     assert calls == [] and (run / "finished.json").is_file()
@@ -403,7 +403,7 @@ def test_resume_after_kill_runs_only_the_missing_parts(tiny, tmp_path):
     calls = []
     args = [a if not a.startswith("--OUT_DIR=") else f"--OUT_DIR={run}" for a in tiny["args"]]
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(common.images, "cache_path_for", lambda folder, size, subset=None: tiny["root"] / f"cache-{size}.npz")
+        mp.setattr(common.data.images, "cache_path_for", lambda folder, size, subset=None: tiny["root"] / f"cache-{size}.npz")
         _study(args, calls)
     assert calls == []  # both seeds' train_isic runs had finished: read, not retrained
     old = {r["id"]: r for r in read_study_csv(tiny["run"] / "study.csv")}
@@ -436,8 +436,8 @@ def test_a_folder_that_is_no_search_run_is_refused(tmp_path):
 
 def test_nce_init_is_the_same_loss_without_learning(tiny):
     """nce_init: the search's loss with the weights left at initialisation, the same as training with LR 0."""
-    from common.search_trial import nce_score, worker_setup
-    from common.trial import CandidateTrainer
+    from common.search.candidate import CandidateTrainer
+    from common.search.trial import nce_score, worker_setup
 
     settings = json.loads((tiny["run"] / "search_settings.json").read_text())
     settings.pop("NCE_LONG")
@@ -471,7 +471,7 @@ def test_a_pure_noise_truth_stops_after_the_pilot_with_one_line(tiny, tmp_path, 
 
     monkeypatch.setattr(study_measure.Measurer, "_train", noise)
     monkeypatch.setattr(study_measure, "nce_score", lambda *a, **k: pytest.fail("scored after a failed pilot"))
-    monkeypatch.setattr(common.images, "cache_path_for", lambda folder, size, subset=None: tiny["root"] / "cache.npz")
+    monkeypatch.setattr(common.data.images, "cache_path_for", lambda folder, size, subset=None: tiny["root"] / "cache.npz")
     args = [a for a in tiny["args"] if not a.startswith(("--OUT_DIR=", "--MIN_RELIABILITY=", "--K=", "--SEARCH_RUN"))]
     out = tmp_path / "run"
     search = ["--SEARCH_ARGS=('--EPOCHS=1','--INIT_CHANNELS=4','--LAYERS=3','--BATCH_SIZE=8','--IMAGE_SIZE=16')"]
@@ -500,7 +500,7 @@ def test_a_step_that_cannot_fit_stops_before_a_run_folder(tiny, tmp_path, monkey
         return real(need, device, setting, **{**kw, "available": 1000 if tiny_room else kw.get("available")})
 
     monkeypatch.setattr(common.memory, "check_fits", small_device)
-    monkeypatch.setattr(common.images, "cache_path_for", lambda folder, size, subset=None: tiny["root"] / "cache.npz")
+    monkeypatch.setattr(common.data.images, "cache_path_for", lambda folder, size, subset=None: tiny["root"] / "cache.npz")
     out = tmp_path / "run"
     args = [f"--OUT_DIR={out}" if a.startswith("--OUT_DIR=") else a for a in tiny["args"]]
     with pytest.raises(ConfigError, match=("nce with the search settings" if where == "nce" else "labeled training")
@@ -512,7 +512,7 @@ def test_a_step_that_cannot_fit_stops_before_a_run_folder(tiny, tmp_path, monkey
 def test_the_committed_demo_study_reproduces_its_correlations_and_the_readme_table():
     """images/study/: the demo study shipped with the README. Its study.csv gives every coefficient of its
     correlations.json with scipy alone, and the README's table is that file's table."""
-    from common.study_report import table_rows
+    from common.study.report import table_rows
 
     shipped = Path(__file__).resolve().parents[1] / "images" / "study"
     corr = json.loads((shipped / "correlations.json").read_text())
@@ -528,7 +528,7 @@ def test_parts_in_two_worker_processes_measure_what_one_process_does(tiny, tmp_p
     out = tmp_path / "run"
     args = [f"--OUT_DIR={out}" if a.startswith("--OUT_DIR=") else a for a in tiny["args"]]
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(common.images, "cache_path_for", lambda folder, size, subset=None: tiny["root"] / f"cache-{size}.npz")
+        mp.setattr(common.data.images, "cache_path_for", lambda folder, size, subset=None: tiny["root"] / f"cache-{size}.npz")
         _study([*args, "--WORKERS=2"], [])
     old = {r["id"]: r for r in read_study_csv(tiny["run"] / "study.csv")}
     new = {r["id"]: r for r in read_study_csv(out / "study.csv")}

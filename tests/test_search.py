@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from common import genotypes as G
-from common import search_trial
-from common import trial as trial_module
+from common.arch import genotypes as G
+from common.arch.networks import SearchNetwork
 from common.config import ConfigError
-from common.images import cache_path_for
-from common.networks import SearchNetwork
+from common.data.images import cache_path_for
+from common.search import candidate as trial_module
+from common.search import trial as search_trial
 from conftest import ROOT, load_script
 
 # a network small enough for a 2-core CPU: 3 cells (normal, reduce, reduce), C=4 (FactorizedReduce sees 8, 16)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from common.images import cache_path_for
+from common.data.images import cache_path_for
 from conftest import ROOT
 from test_search import TINY, _trials, _write_images
 
@@ -131,7 +131,7 @@ def test_killed_workers_have_their_trials_rerun(data, tmp_path):
 # candidate trained anywhere raises KeyError, as a bug in one candidate's op would
 KEYERROR_ONCE = """
 import os
-import common.search_trial as st
+import common.search.trial as st
 
 _real = st.run_trial
 

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 from hyperopt import space_eval
 
-from common import genotypes as G
-from common.tpe import TrialHistory, make_suggest, search_space
+from common.arch import genotypes as G
+from common.search.tpe import TrialHistory, make_suggest, search_space
 
 
 @pytest.mark.parametrize("space, n_labels", [("paper", 40), ("explicit", 30)])

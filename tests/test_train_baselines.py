@@ -10,11 +10,11 @@ import torch
 import torchvision
 from test_train_isic import CLASSES, write_isic
 
-from common.baselines import BASELINES, cam_layer, head_name, unwrap
-from common.cam import GradCAM
+from common.arch.baselines import BASELINES, cam_layer, head_name, unwrap
 from common.config import ConfigError
 from common.device import runtime
-from common.model_card import count_macs
+from common.labeled.cam import GradCAM
+from common.labeled.model_card import count_macs
 from conftest import load_script
 
 SMALL = ["--IMAGE_SIZE=32", "--EPOCHS=1", "--BATCH_SIZE=8", "--NUM_WORKERS=0", "--N_CAM=2", "--VAL_FRACTION=0.25",

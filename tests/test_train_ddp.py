@@ -14,7 +14,7 @@ import torch
 from test_train_isic import write_isic
 
 from common.device import runtime
-from common.distributed import DistContext, ShardSampler
+from common.labeled.distributed import DistContext, ShardSampler
 from conftest import ROOT, load_script
 
 WORLD = 2

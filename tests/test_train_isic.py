@@ -11,9 +11,9 @@ import pytest
 import torch
 from PIL import Image
 
+from common.arch.genotypes import CNAS_ISIC_s4, CNAS_ISIC_s5
 from common.config import ConfigError
-from common.genotypes import CNAS_ISIC_s4, CNAS_ISIC_s5
-from common.metrics import balanced_accuracy_from_csv
+from common.labeled.metrics import balanced_accuracy_from_csv
 from conftest import ROOT, load_script
 
 CLASSES = ["MEL", "NV", "BCC", "UNK"]  # UNK as in ISIC 2019: a column that is never 1 in training
@@ -326,7 +326,7 @@ def test_gpu_settings_sampler_and_a_broken_file(script, tmp_path, capsys):
 def test_rng_states_survive_a_weights_only_checkpoint(tmp_path):
     import random
 
-    from common.training import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+    from common.labeled.training import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 
     save_checkpoint(tmp_path / "c.pt", {"rng": rng_state()})
     expected = (torch.rand(3), np.random.rand(3), random.random())
@@ -365,7 +365,7 @@ def test_a_batch_that_cannot_fit_stops_before_the_first_epoch(script, isic, tmp_
 def test_the_step_memory_is_printed_before_training(script, capsys):
     """What check_memory prints (and returns) when the step fits."""
     from common.device import runtime
-    from common.distributed import DistContext
+    from common.labeled.distributed import DistContext
 
     need = script.check_memory({"IMAGE_SIZE": 32, "BATCH_SIZE": 8, "AUXILIARY_WEIGHT": 0.4, "ARCH": None},
                                script.build_model(CNAS_ISIC_s4, 4, {"ARCH": None, "INIT_CHANNELS": 8, "LAYERS": 3,

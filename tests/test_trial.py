@@ -5,9 +5,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from common import genotypes as G
-from common.trial import CandidateTrainer, NonFiniteLoss, run_trial
-from common.views import ViewMaker
+from common.arch import genotypes as G
+from common.data.views import ViewMaker
+from common.search.candidate import CandidateTrainer, NonFiniteLoss, run_trial
 
 SIZE = 16  # px, tiny images and views
 

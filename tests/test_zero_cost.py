@@ -7,10 +7,10 @@ import torch
 import torch.nn as nn
 from scipy.spatial.distance import cdist
 
-from common.genotypes import DARTS_V2
-from common.networks import SearchNetwork
-from common.views import ViewMaker
-from common.zero_cost import SCORES, naswot, score_batch, score_candidate, synflow
+from common.arch.genotypes import DARTS_V2
+from common.arch.networks import SearchNetwork
+from common.data.views import ViewMaker
+from common.search.zero_cost import SCORES, naswot, score_batch, score_candidate, synflow
 
 
 def _linear(weight, bias=None):

@@ -14,7 +14,7 @@ import numpy as np
 
 from common.failures import run_candidate
 from common.runs import append_jsonl, atomic_write_json, read_jsonl
-from common.tpe import TrialHistory
+from common.search.tpe import TrialHistory
 
 PENDING = "pending.json"
 OVER_BUDGET_LOSS = 1e9  # what TPE is told of an over-budget proposal: worse than any trained candidate
@@ -26,7 +26,7 @@ class SearchStopped(RuntimeError):
 
 @dataclass
 class Finished:
-    """One trial back from an executor (common/executors.py returns the same fields)."""
+    """One trial back from an executor (common/search/executors.py returns the same fields)."""
 
     key: int
     result: dict | None

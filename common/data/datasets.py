@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common.images import list_images
+from common.data.images import list_images
 from common.runs import atomic_write_text
 
 

@@ -3,7 +3,7 @@
 Scores (SCORE): 'nce' trains the candidate contrastively (the paper's method) once per repeat seed and scores the
 mean last-epoch loss; 'nce_init' runs the same epochs, views, negatives and bank with the weights left at
 initialisation (no backward pass: a few times cheaper; the proxy study's control); 'naswot' and 'synflow' are
-training-free (common/zero_cost.py). TPE always minimises the
+training-free (common/search/zero_cost.py). TPE always minimises the
 record's `loss`: for a score where higher is better, loss = -score.
 """
 import gc
@@ -14,13 +14,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from common import genotypes as G
-from common.cell_cost import eval_network_size
+from common.arch import genotypes as G
+from common.arch.cell_cost import eval_network_size
+from common.data.views import ViewMaker
 from common.device import Runtime, runtime
 from common.failures import run_candidate
 from common.memory import available_bytes, probe_step
-from common.trial import CandidateTrainer, NonFiniteLoss, run_trial
-from common.views import ViewMaker
+from common.search.candidate import CandidateTrainer, NonFiniteLoss, run_trial
 
 SCORES = ("nce", "nce_init", "naswot", "synflow")
 
@@ -42,7 +42,7 @@ def make_views(cfg):
 
 
 def worker_setup(setup, device, threads):
-    """Once per worker process (common/executors.py): this worker's runtime, the images moved to its device, views.
+    """Once per worker process (common/search/executors.py): this worker's runtime, the images moved to its device, views.
 
     setup: {'images': uint8 array (N, S, S, 3), 'cfg': the search's settings}; threads 0 = torch's default.
     """
@@ -146,7 +146,7 @@ def nce_score(genotype, ctx, desc="trial", progress=True, **run_kwargs):
 
 def training_free_score(name, genotype, ctx):
     """naswot / synflow of the candidate at initialisation (seeded with SEED); loss = -score (higher is better)."""
-    from common.zero_cost import score_candidate  # training-free scores only load when asked for
+    from common.search.zero_cost import score_candidate  # training-free scores only load when asked for
 
     cfg = ctx.cfg
     value = score_candidate(name, genotype, ctx.images, ctx.views, init_channels=cfg["INIT_CHANNELS"],

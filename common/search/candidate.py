@@ -1,13 +1,13 @@
-"""One search trial: train a candidate network contrastively on cached images and return its last-epoch loss."""
+"""Train one candidate network contrastively on cached images and return its per-epoch losses (the nce score)."""
 import math
 import time
 import traceback
 
 import torch
 
-from common.contrastive import BankNCE
+from common.arch.networks import SearchNetwork
 from common.device import autocast_for
-from common.networks import SearchNetwork
+from common.search.contrastive import BankNCE
 
 
 class NonFiniteLoss(RuntimeError):

@@ -2,7 +2,7 @@
 import torch
 import torch.nn as nn
 
-from common.operations import OPS, FactorizedReduce, ReLUConvBN, drop_path
+from common.arch.operations import OPS, FactorizedReduce, ReLUConvBN, drop_path
 
 
 class _ChannelCat(torch.autograd.Function):

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from common.networks import SearchNetwork
+from common.arch.networks import SearchNetwork
 
 # A sum of +-1 terms is an exact integer in float32 while it has fewer than 2**24 terms; Gram products of the
 # activation codes are taken over column chunks of at most this many units so K stays exact.
@@ -169,7 +169,7 @@ SCORES = {
 def score_batch(images, views, batch_size, seed, device):
     """The batch a candidate is scored on: `batch_size` images picked by a `seed`ed permutation (all if None).
 
-    images: float (N, 3, H, W) used as they are, or with `views` (common.views.ViewMaker) the search's uint8
+    images: float (N, 3, H, W) used as they are, or with `views` (common.data.views.ViewMaker) the search's uint8
     (N, H, W, 3) images turned into their seeded whole-image views: the inputs the candidate would train on.
     """
     if views is None and not images.is_floating_point():

@@ -15,9 +15,9 @@ import math
 
 import numpy as np
 
-from common import proxy_stats as S
 from common.runs import atomic_write_json, atomic_write_text
-from common.zero_cost import SCORES as TRAINING_FREE
+from common.search.zero_cost import SCORES as TRAINING_FREE
+from common.study import stats as S
 
 # Which way each score predicts accuracy, declared once. The search minimises the contrastive loss; NASWOT and
 # synflow keep their papers' direction; larger networks usually train to higher accuracy, so size predicts

@@ -10,9 +10,9 @@ import functools
 
 import torch
 
-from common.model_card import count_macs, count_params
-from common.networks import Cell, EvalNetwork
-from common.operations import OPS
+from common.arch.networks import Cell, EvalNetwork
+from common.arch.operations import OPS
+from common.labeled.model_card import count_macs, count_params
 
 
 @functools.cache

@@ -3,11 +3,11 @@ from functools import partial
 
 from hyperopt import JOB_STATE_DONE, STATUS_FAIL, STATUS_OK, Domain, Trials, hp, rand, tpe
 
-from common import genotypes as G
+from common.arch import genotypes as G
 
 
 def search_space(space="paper", steps=G.STEPS):
-    """The hyperopt space of a genotype encoding (see common.genotypes): one hp.choice per variable."""
+    """The hyperopt space of a genotype encoding (see common.arch.genotypes): one hp.choice per variable."""
     return {label: hp.choice(label, G.choices(label, space)) for label in G.sample_labels(steps, space)}
 
 

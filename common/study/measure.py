@@ -8,9 +8,9 @@ line from parts.jsonl to try it again.
 
 Parts (key: genotype id, part, seed index):
   size      params and macs of the study's labeled-training network (EvalNetwork, no auxiliary head)
-  naswot    common.search_trial.training_free_score: exactly what search.py --SCORE=naswot scores
+  naswot    common.search.trial.training_free_score: exactly what search.py --SCORE=naswot scores
   synflow   the same for synflow
-  nce       common.search_trial.nce_score with the search's settings: exactly the search's trial score, with
+  nce       common.search.trial.nce_score with the search's settings: exactly the search's trial score, with
             its loss after every epoch; seed index i sets the search's SEED to SEED + i
   nce_init  the control: the same loss, views, negatives, bank (and its refresh) and seed as nce seed 0, with the
             weights left at their initialisation (no learning): what nce says before any training
@@ -30,11 +30,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common import genotypes as G
-from common.cell_cost import eval_network_size as candidate_size
+from common.arch import genotypes as G
+from common.arch.cell_cost import eval_network_size as candidate_size
 from common.failures import run_candidate
 from common.runs import FINISHED, append_jsonl, atomic_write_json, read_jsonl
-from common.search_trial import nce_score, release_memory, training_free_score
+from common.search.trial import nce_score, release_memory, training_free_score
 
 PARTS_FILE = "parts.jsonl"
 GENOTYPES_FILE = "genotypes.json"
@@ -285,7 +285,7 @@ def _worker_init(recipe):
 
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    from common.search_trial import worker_setup
+    from common.search.trial import worker_setup
 
     ctx = worker_setup({"images": recipe.pop("images"), "cfg": recipe.pop("scfg")}, recipe.pop("device"),
                        recipe.pop("threads"))
