@@ -119,7 +119,7 @@ def test_same_sample_same_genotype_in_another_process():
     rng = np.random.default_rng(3)
     samples = {space: [_random_sample(rng, space=space) for _ in range(5)] for space in G.SPACES}
     here = {space: [G.to_dict(G.sample_to_genotype(s, space=space)) for s in samples[space]] for space in G.SPACES}
-    code = ("import json, sys; from common import genotypes as G; samples = json.load(sys.stdin); "
+    code = ("import json, sys; from common.arch import genotypes as G; samples = json.load(sys.stdin); "
             "print(json.dumps({sp: [G.to_dict(G.sample_to_genotype(s, space=sp)) for s in v] for sp, v in samples.items()}))")
     env = {**os.environ, "PYTHONHASHSEED": "123"}  # a different str hash must not matter
     out = subprocess.run([sys.executable, "-c", code], input=json.dumps(samples), capture_output=True, text=True,
