@@ -1,31 +1,34 @@
-"""Compare finished eval runs: one table of size, speed and accuracy (Markdown and CSV) and accuracy against MACs.
+"""Compare finished eval runs: size, speed and accuracy per model over its repeated runs, paired differences between
+models over the splits they share, and accuracy against MACs (Markdown, CSV, PNG).
 
     python eval/compare.py                                   # every finished run under runs/eval
     python eval/compare.py runs/eval/A runs/eval/B           # these run folders (or folders holding run folders)
     python eval/compare.py runs/eval --SORT_BY=macs --OUT_DIR=runs/compare/isic
 
-Any constant below can be set as --NAME=value; folders given as plain arguments replace RUNS. Runs scored on
-different datasets or splits (metrics.json's split_sha1, classes, layout) are refused, not mixed into one table.
+Any constant below can be set as --NAME=value; folders given as plain arguments replace RUNS. Runs of one model (the
+same architecture and settings) that differ only in SEED or SPLIT_SEED are one row of the model table: mean ± SD
+over the runs. Two models are compared over the splits both ran on (the same split.csv): per split the difference
+of their means, averaged, with a 95 % bootstrap interval over the splits. Runs scored on different data (dataset
+folder, classes, layout) are refused, not mixed into one table.
 """
 import csv
 import io
 import json
 import math
 import sys
+from itertools import combinations
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `common` from the repo root
 
-from common import (
-    figures,  # noqa: E402  (figures.BLUE etc.: upper-case imports would count as settings)
-    runs,
-)
+from common import figures, runs  # noqa: E402  (figures.BLUE etc.: upper-case imports would count as settings)
 from common.config import ConfigError, configure, format_config, run_cli  # noqa: E402
+from common.labeled import repeats  # noqa: E402
 
 # -----------------------------------------------------------------------------
 RUNS = ()  # eval run folders, or folders holding them; () = every run under runs/eval; plain arguments replace it
-OUT_DIR = None  # folder for comparison.md, comparison.csv, accuracy_vs_macs.png; None = runs/compare/<timestamp>
-SORT_BY = "balanced_accuracy"  # balanced_accuracy (highest first) | auc_macro | macs | params | latency | name
+OUT_DIR = None  # folder for the outputs below; None = runs/compare/<timestamp>
+SORT_BY = "balanced_accuracy"  # balanced_accuracy (highest mean first) | auc_macro | macs | params | latency | name
 DEBUG = False  # True: full tracebacks for user errors too
 # -----------------------------------------------------------------------------
 
@@ -33,9 +36,14 @@ _SORT_KEYS = {  # column, and whether larger is better (then it goes first)
     "balanced_accuracy": ("balanced_accuracy", True), "auc_macro": ("auc_macro", True), "macs": ("macs", False),
     "params": ("params", False), "latency": ("cpu_latency_ms", False), "name": ("name", False),
 }
-_OUTPUTS = ("config.json", "comparison.md", "comparison.csv", "accuracy_vs_macs.png")
-_SAME = (("split_sha1", "split (split_sha1)"), ("layout", "dataset layout"), ("classes", "classes"),
-         ("headline", "headline split"))
+_METRICS = ("balanced_accuracy", "auc_macro")  # summarised per model and paired between models
+_OUTPUTS = ("config.json", "comparison.md", "comparison.csv", "models.csv", "paired.csv", "accuracy_vs_macs.png")
+_SAME = (("root", "dataset folder"), ("layout", "dataset layout"), ("classes", "classes"), ("headline", "headline split"))
+# settings that say how or where a run ran, not which model it trained (a model's runs may differ in them)
+_NOT_MODEL = ("SEED", "SPLIT_SEED", "OUT_DIR", "GENOTYPE", "DATA_DIR", "CSV_PATH", "LAYOUT", "ALLOW_MISSING",
+              "RESIZED_CACHE", "NUM_WORKERS", "DEVICE", "ALLOW_RUNTIME_CHANGE", "AMP", "CHANNELS_LAST", "THREADS",
+              "N_CAM", "LATENCY_RUNS", "EXPORT_ONNX", "PREDICT_DIR", "CHECKPOINT", "PRESET", "DEBUG")
+_BY_NAME = ("PRETRAINED_WEIGHTS", "UNLABELED_DIR")  # paths that differ per run (one pretrained.pt per split): by name
 _RUNTIME = {"debug": DEBUG}
 
 
@@ -108,14 +116,27 @@ def _arch(config, metrics):
     return source, "genotype"
 
 
+def model_settings(config):
+    """The settings that make a run's model what it is (architecture settings, recipe, labels, pre-training), without
+    its seeds and without how or where it ran. Per-run paths count by file or folder name."""
+    out = {k: v for k, v in config.items() if k not in _NOT_MODEL}
+    for k in _BY_NAME:
+        if out.get(k) is not None:
+            out[k] = Path(str(out[k])).name
+    return out
+
+
 def load_run(folder):
-    """One run as a flat dict: name, arch, size and speed from model_card.json, headline metrics, dataset identity."""
+    """One run as a flat dict: name, arch, size and speed from model_card.json, headline metrics, dataset identity,
+    seeds, and the key of the model it trained."""
     config = _read_json(folder / "config.json")
     metrics = _read_json(folder / "metrics.json", need=True)
     card = _read_json(folder / "model_card.json")
     dataset = metrics.get("dataset") or {}
     latency = card.get("cpu_latency_ms") or {}
     arch, kind = _arch(config, metrics)
+    settings = model_settings(config)
+    identity = {"arch": metrics.get("arch"), "genotype": metrics.get("genotype"), "name": arch, **settings}
     return {
         "name": folder.name, "folder": str(folder), "arch": arch, "kind": kind,
         "image_size": card.get("image_size", config.get("IMAGE_SIZE")),
@@ -125,13 +146,16 @@ def load_run(folder):
         "accuracy": metrics.get("accuracy"), "balanced_accuracy": metrics.get("balanced_accuracy"),
         "auc_macro": metrics.get("auc_macro"), "n": metrics.get("n"), "recall": metrics.get("recall") or {},
         "headline": metrics.get("headline"), "split_sha1": metrics.get("split_sha1"),
+        "root": dataset.get("root"),
         "layout": dataset.get("layout", metrics.get("layout")), "classes": dataset.get("classes", metrics.get("classes")),
+        "seed": config.get("SEED"), "split_seed": config.get("SPLIT_SEED"),
+        "settings": settings, "model_key": json.dumps(identity, sort_keys=True, default=str),
         "has_card": bool(card),
     }
 
 
 def check_comparable(rows):
-    """Refuse runs scored on different data: split, layout, classes or headline split differ (names both runs)."""
+    """Refuse runs scored on different data: dataset folder, layout, classes or headline split differ (names both)."""
     first = rows[0]
     for key, what in _SAME:
         missing = [r["name"] for r in rows if r[key] is None]
@@ -141,12 +165,21 @@ def check_comparable(rows):
         for r in rows[1:]:
             if r[key] != first[key]:
                 a, b = first[key], r[key]
-                if key == "split_sha1":
-                    a, b = a[:10], b[:10]
-                elif key == "classes":
+                if key == "classes":
                     a, b = ",".join(map(str, a)), ",".join(map(str, b))
                 raise ConfigError(f"runs {first['name']} and {r['name']} differ in {what} ({a} vs {b}); "
-                                  "compare only runs of one dataset and split")
+                                  "compare only runs of one dataset")
+
+
+def check_splits(rows):
+    """Runs of one model with the same SPLIT_SEED must have the same split: if not, the data changed between them."""
+    seen = {}
+    for r in rows:
+        other = seen.setdefault((r["model_key"], r["split_seed"]), r)
+        if other["split_sha1"] != r["split_sha1"]:
+            raise ConfigError(f"runs {other['name']} and {r['name']} train one model with SPLIT_SEED {r['split_seed']} "
+                              f"but on different splits (split_sha1 {str(other['split_sha1'])[:10]} vs "
+                              f"{str(r['split_sha1'])[:10]}): the data changed between them; compare runs of one dataset")
 
 
 def sort_rows(rows, by):
@@ -167,37 +200,141 @@ def name_rows(rows):
     return rows
 
 
-# ----------------------------------------------------------------------------- table
+# ----------------------------------------------------------------------------- models (groups of runs)
+
+
+def _median(values):
+    v = sorted(repeats.finite(values))
+    return None if not v else (v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2)
+
+
+def group_runs(rows):
+    """One dict per model (runs with one model_key): its runs, n, splits, size and speed (median over its runs),
+    and per metric its spread (mean, SD) and its per-split means (for pairing). Named by the architecture, plus the
+    settings that tell apart models of one architecture."""
+    groups = {}
+    for r in rows:
+        groups.setdefault(r["model_key"], []).append(r)
+    models = []
+    for runs_ in groups.values():
+        first = runs_[0]
+        m = {"name": first["arch"], "arch": first["arch"], "kind": first["kind"], "runs": runs_, "n": len(runs_),
+             "splits": len({r["split_sha1"] for r in runs_}), "settings": first["settings"],
+             "seeds": sorted({r["seed"] for r in runs_}, key=str),
+             "split_seeds": sorted({r["split_seed"] for r in runs_}, key=str)}
+        for k in ("image_size", "params", "macs", "cpu_latency_ms"):
+            m[k] = _median([r[k] for r in runs_])
+        for k in _METRICS:
+            m[f"{k}_spread"] = repeats.spread([r[k] for r in runs_])
+            m[k] = m[f"{k}_spread"]["mean"]
+            m[f"{k}_by_split"] = repeats.per_split((r["split_sha1"], r[k]) for r in runs_)
+        models.append(m)
+    return name_models(models)
+
+
+def name_models(models):
+    """Models of one architecture named apart by the settings in which they differ (at most three shown)."""
+    by_arch = {}
+    for m in models:
+        by_arch.setdefault(m["arch"], []).append(m)
+    for same in by_arch.values():
+        if len(same) < 2:
+            continue
+        keys = sorted({k for m in same for k in m["settings"]})
+        differ = [k for k in keys if len({json.dumps(m["settings"].get(k), default=str) for m in same}) > 1]
+        for m in same:
+            m["name"] = f"{m['arch']} (" + ", ".join(f"{k}={m['settings'].get(k)}" for k in differ[:3]) + ")"
+    return models
+
+
+def pair_models(models):
+    """Paired differences (first minus second, in table order) of every two models that share a split."""
+    pairs = []
+    for a, b in combinations(models, 2):
+        diff = {k: repeats.paired_difference(a[f"{k}_by_split"], b[f"{k}_by_split"]) for k in _METRICS}
+        if diff["balanced_accuracy"]["n"] or diff["auc_macro"]["n"]:
+            pairs.append({"a": a["name"], "b": b["name"], "splits": max(d["n"] for d in diff.values()), **diff})
+    return pairs
+
+
+# ----------------------------------------------------------------------------- tables
 
 
 def _fmt(v, scale=1.0, digits=3):
     return "n/a" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v / scale:.{digits}f}"
 
 
-def markdown_table(rows):
-    """The comparison as a Markdown table (best balanced accuracy and AUC in bold) with notes on units."""
+def _bold_best(text, value, best, many):
+    return f"**{text}**" if many and value is not None and value == best else text
+
+
+def models_table(models):
+    """One row per model: runs, splits, size, speed, balanced accuracy and macro AUC as mean ± SD over its runs."""
+    head = ["model", "runs", "splits", "px", "params (M)", "MACs (M)", "CPU ms", "balanced acc.", "macro AUC"]
+    best = {k: max((m[k] for m in models if m[k] is not None), default=None) for k in _METRICS}
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
+    for m in models:
+        cells = [m["name"].replace("|", "/"), str(m["n"]), str(m["splits"]), _fmt(m["image_size"], digits=0),
+                 _fmt(m["params"], 1e6, 2), _fmt(m["macs"], 1e6, 1), _fmt(m["cpu_latency_ms"], digits=1)]
+        cells += [_bold_best(repeats.mean_sd_text(m[f"{k}_spread"]), m[k], best[k], len(models) > 1) for k in _METRICS]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def paired_table(pairs):
+    head = ["model A", "model B", "shared splits", "balanced acc. A − B [95% CI]", "macro AUC A − B [95% CI]"]
+    lines = ["| " + " | ".join(head) + " |", "|---|---|---:|---:|---:|"]
+    for p in pairs:
+        lines.append("| " + " | ".join([p["a"].replace("|", "/"), p["b"].replace("|", "/"), str(p["splits"]),
+                                        repeats.difference_text(p["balanced_accuracy"]),
+                                        repeats.difference_text(p["auc_macro"])]) + " |")
+    return lines
+
+
+def runs_table(rows):
+    """One row per run (best balanced accuracy and AUC in bold), with its seeds and per-class recall."""
     classes = [str(c) for c in rows[0]["classes"]]
-    head = ["run", "genotype / arch", "px", "params (M)", "MACs (M)", "CPU ms", "balanced acc.", "macro AUC",
-            *[f"recall {c}" for c in classes]]
-    best = {k: max((r[k] for r in rows if r[k] is not None), default=None) for k in ("balanced_accuracy", "auc_macro")}
+    head = ["run", "genotype / arch", "SEED", "SPLIT_SEED", "px", "params (M)", "MACs (M)", "CPU ms", "balanced acc.",
+            "macro AUC", *[f"recall {c}" for c in classes]]
+    best = {k: max((r[k] for r in rows if r[k] is not None), default=None) for k in _METRICS}
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---", "---"] + ["---:"] * (len(head) - 2)) + "|"]
     for r in rows:
-        cells = [r["name"], r["arch"].replace("|", "/"), _fmt(r["image_size"], digits=0), _fmt(r["params"], 1e6, 2),
-                 _fmt(r["macs"], 1e6, 1), _fmt(r["cpu_latency_ms"], digits=1)]
-        for k in ("balanced_accuracy", "auc_macro"):
-            text = _fmt(r[k])
-            cells.append(f"**{text}**" if r[k] is not None and r[k] == best[k] and len(rows) > 1 else text)
+        cells = [r["name"], r["arch"].replace("|", "/"), str(r["seed"]), str(r["split_seed"]),
+                 _fmt(r["image_size"], digits=0), _fmt(r["params"], 1e6, 2), _fmt(r["macs"], 1e6, 1),
+                 _fmt(r["cpu_latency_ms"], digits=1)]
+        cells += [_bold_best(_fmt(r[k]), r[k], best[k], len(rows) > 1) for k in _METRICS]
         cells += [_fmt(r["recall"].get(c), digits=2) for c in classes]
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n\n" + "\n".join(table_notes(rows)) + "\n"
+    return lines
 
 
-def table_notes(rows):
+def markdown_report(rows, models, pairs):
+    """comparison.md: the models (mean ± SD over runs), their paired differences, every run, and notes."""
+    parts = ["## Models (mean ± SD over each model's runs)", "", *models_table(models), ""]
+    if pairs:
+        parts += ["## Paired differences over shared splits", "", *paired_table(pairs), ""]
+    parts += ["## Runs", "", *runs_table(rows), "", *table_notes(rows, models, pairs)]
+    return "\n".join(parts) + "\n"
+
+
+def table_notes(rows, models, pairs):
     first = rows[0]
-    notes = [f"Metrics on the {first['headline']} split ({first['layout']}, n = {first['n']}, split_sha1 "
-             f"{first['split_sha1'][:10]}); model selected by validation balanced accuracy.",
-             "MACs = FLOPs/2 from torch.utils.flop_counter, one image at the run's px, convolutions and matrix "
-             "products only; params leave out the auxiliary head. CPU ms: batch 1, median over the timed runs."]
+    sizes = sorted({r["n"] for r in rows if r["n"] is not None})
+    n_splits = len({r["split_sha1"] for r in rows})
+    notes = [f"Metrics on the {first['headline']} split ({first['layout']}, n = {', '.join(map(str, sizes))}, "
+             f"{n_splits} split(s)); model selected by validation balanced accuracy.",
+             "A model is one architecture with one set of settings; its runs differ only in SEED and SPLIT_SEED. "
+             "SD is the sample SD over its runs (none for a single run)."]
+    if pairs:
+        notes.append(f"Paired differences: per split both models' means over their runs there, A minus B, averaged over "
+                     f"the splits both ran; {repeats.CONFIDENCE:.0%} percentile bootstrap interval over those splits "
+                     f"(scipy.stats.bootstrap, {repeats.N_RESAMPLES} resamples). With few splits (under about 10) the "
+                     "interval is too narrow: it cannot see beyond the splits that were drawn.")
+    elif len(models) > 1:
+        notes.append("No two models share a split, so no paired differences: run them with the same SPLIT_SEED values.")
+    notes.append("MACs = FLOPs/2 from torch.utils.flop_counter, one image at the run's px, convolutions and matrix "
+                 "products only; params leave out the auxiliary head. CPU ms: batch 1, median over the timed runs "
+                 "(per model: the median over its runs).")
     threads = sorted({r["cpu_threads"] for r in rows if r["cpu_threads"] is not None})
     if len(threads) > 1:
         notes.append(f"Warning: CPU latencies were measured with different thread counts ({', '.join(map(str, threads))}); "
@@ -210,19 +347,41 @@ def table_notes(rows):
     return notes
 
 
-def csv_text(rows):
-    """The comparison as CSV with raw numbers (no units scaled), one recall column per class."""
-    classes = [str(c) for c in rows[0]["classes"]]
-    cols = ["name", "arch", "kind", "image_size", "params", "macs", "cpu_latency_ms", "cpu_latency_p90_ms",
-            "cpu_threads", "cuda_throughput_img_s", "accuracy", "balanced_accuracy", "auc_macro", "n", "headline",
-            "split_sha1", "folder"]
+def _csv(cols, rows):
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(cols + [f"recall_{c}" for c in classes])
-    for r in rows:
-        writer.writerow(["" if r[c] is None else r[c] for c in cols] +
-                        ["" if r["recall"].get(c) is None else r["recall"][c] for c in classes])
+    writer.writerow(cols)
+    writer.writerows(["" if v is None else v for v in row] for row in rows)
     return buf.getvalue()
+
+
+def csv_text(rows, models):
+    """The runs as CSV with raw numbers (no units scaled), their model's name, one recall column per class."""
+    classes = [str(c) for c in rows[0]["classes"]]
+    model_of = {id(r): m["name"] for m in models for r in m["runs"]}
+    cols = ["name", "model", "arch", "kind", "seed", "split_seed", "image_size", "params", "macs", "cpu_latency_ms",
+            "cpu_latency_p90_ms", "cpu_threads", "cuda_throughput_img_s", "accuracy", "balanced_accuracy", "auc_macro",
+            "n", "headline", "split_sha1", "folder"]
+    return _csv(cols + [f"recall_{c}" for c in classes],
+                [[model_of[id(r)] if c == "model" else r[c] for c in cols] + [r["recall"].get(c) for c in classes]
+                 for r in rows])
+
+
+def models_csv(models):
+    """One line per model: n, splits, seeds, size, speed, mean and SD of each metric."""
+    cols = ["model", "arch", "kind", "runs", "splits", "seeds", "split_seeds", "image_size", "params", "macs",
+            "cpu_latency_ms"]
+    stats = [f"{k}_{s}" for k in _METRICS for s in ("mean", "sd")]
+    return _csv(cols + stats, [
+        [m["name"], m["arch"], m["kind"], m["n"], m["splits"], " ".join(map(str, m["seeds"])),
+         " ".join(map(str, m["split_seeds"])), m["image_size"], m["params"], m["macs"], m["cpu_latency_ms"]]
+        + [m[f"{k}_spread"][s] for k in _METRICS for s in ("mean", "sd")] for m in models])
+
+
+def paired_csv(pairs):
+    cols = ["model_a", "model_b"] + [f"{k}_{s}" for k in _METRICS for s in ("splits", "diff", "ci_low", "ci_high")]
+    return _csv(cols, [[p["a"], p["b"]] + [v for k in _METRICS for v in (
+        p[k]["n"], p[k]["mean"], *(p[k]["ci"] or (None, None)))] for p in pairs])
 
 
 # ----------------------------------------------------------------------------- figure
@@ -238,30 +397,39 @@ def pareto_front(points):
     return front
 
 
-def plot_accuracy_vs_macs(rows, path, title):
-    """Balanced accuracy against MACs (log x), one labelled point per run, searched cells and baselines apart,
-    the Pareto front dashed. Runs without MACs are left out and counted in the title."""
+def plot_accuracy_vs_macs(models, path, title):
+    """Balanced accuracy against MACs (log x): per model its mean with an SD error bar (two or more runs) and its
+    runs as small dots, searched cells and baselines apart, the Pareto front of the means dashed. Models without
+    MACs are left out and counted in the title."""
     import matplotlib
     from matplotlib.figure import Figure
 
     blue, grey, orange = figures.BLUE, figures.GREY, figures.ORANGE
-    shown = [r for r in rows if r["macs"] and r["balanced_accuracy"] is not None]
+    shown = [m for m in models if m["macs"] and m["balanced_accuracy"] is not None]
     with matplotlib.rc_context(figures.STYLE):
         fig = Figure(figsize=(5.5, 3.8), dpi=figures.DPI, layout="constrained")  # bare Figure: the Agg canvas, no pyplot
         ax = fig.add_subplot()
         for kind, colour, marker, label in (("genotype", blue, "o", "searched / DARTS cells"),
                                             ("baseline", grey, "s", "torchvision baseline")):
-            pts = [r for r in shown if r["kind"] == kind]
-            if pts:
-                ax.scatter([r["macs"] / 1e6 for r in pts], [r["balanced_accuracy"] for r in pts], s=36, color=colour,
-                           marker=marker, edgecolor="black", lw=0.5, label=label, zorder=3)
-        for r in shown:
-            ax.annotate(r["name"], (r["macs"] / 1e6, r["balanced_accuracy"]), xytext=(4, 4),
-                        textcoords="offset points", fontsize=7)
-        front = pareto_front([(r["macs"] / 1e6, r["balanced_accuracy"]) for r in shown])
+            pts = [m for m in shown if m["kind"] == kind]
+            if not pts:
+                continue
+            x = [m["macs"] / 1e6 for m in pts]
+            ax.errorbar(x, [m["balanced_accuracy"] for m in pts],
+                        yerr=[m["balanced_accuracy_spread"]["sd"] or 0.0 for m in pts], fmt=marker, ms=6,
+                        color=colour, mec="black", mew=0.5, ecolor=colour, elinewidth=1, capsize=3, label=label,
+                        zorder=3)
+            for m in pts:  # the single runs behind each mean
+                ys = repeats.finite(r["balanced_accuracy"] for r in m["runs"])
+                if len(ys) > 1:
+                    ax.scatter([m["macs"] / 1e6] * len(ys), ys, s=8, color=colour, alpha=0.4, lw=0, zorder=2)
+        for m in shown:
+            ax.annotate(m["name"] + (f" (n={m['n']})" if m["n"] > 1 else ""), (m["macs"] / 1e6, m["balanced_accuracy"]),
+                        xytext=(5, 4), textcoords="offset points", fontsize=7)
+        front = pareto_front([(m["macs"] / 1e6, m["balanced_accuracy"]) for m in shown])
         if len(front) > 1:
             x, y = zip(*front)
-            ax.step(x, y, where="post", ls="--", lw=1, color=orange, label="Pareto front", zorder=2)  # attainable
+            ax.step(x, y, where="post", ls="--", lw=1, color=orange, label="Pareto front (means)", zorder=1)
         if shown:
             ax.set_xscale("log")
             ax.margins(x=0.15, y=0.12)  # room for the labels at the edges
@@ -269,10 +437,10 @@ def plot_accuracy_vs_macs(rows, path, title):
         else:
             ax.text(0.5, 0.5, "no run has a model_card.json with MACs", transform=ax.transAxes, ha="center",
                     va="center", color=grey)
-        left_out = len(rows) - len(shown)
-        ax.set_title(title + (f" ({left_out} run(s) without MACs not shown)" if left_out else ""))
+        left_out = len(models) - len(shown)
+        ax.set_title(title + (f" ({left_out} model(s) without MACs not shown)" if left_out else ""))
         ax.set_xlabel("MACs per image (millions, log scale)")
-        ax.set_ylabel(f"balanced accuracy ({rows[0]['headline']})")
+        ax.set_ylabel(f"balanced accuracy ({models[0]['runs'][0]['headline']}), mean ± SD")
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=figures.DPI)
     runs.atomic_write_bytes(path, buf.getvalue())
@@ -303,19 +471,24 @@ def main(argv=None, log=print):
     folders = find_runs(paths, log)
     rows = name_rows(sort_rows([load_run(f) for f in folders], cfg["SORT_BY"]))
     check_comparable(rows)
+    check_splits(rows)
+    models = sort_rows(group_runs(rows), cfg["SORT_BY"])
+    pairs = pair_models(models)
     out = open_out_dir(cfg["OUT_DIR"], folders)
-    log(f"== compare: {len(rows)} runs -> {out}")
+    log(f"== compare: {len(rows)} runs of {len(models)} model(s) -> {out}")
     log(format_config(cfg))
     # ---- save
     runs.atomic_write_json(out / "config.json", {**cfg, "OUT_DIR": str(out), "RUNS": [str(f) for f in folders]})
-    table = markdown_table(rows)
-    runs.atomic_write_text(out / "comparison.md", table)
-    runs.atomic_write_text(out / "comparison.csv", csv_text(rows))
+    report = markdown_report(rows, models, pairs)
+    runs.atomic_write_text(out / "comparison.md", report)
+    runs.atomic_write_text(out / "comparison.csv", csv_text(rows, models))
+    runs.atomic_write_text(out / "models.csv", models_csv(models))
+    runs.atomic_write_text(out / "paired.csv", paired_csv(pairs))
     first = rows[0]
-    plot_accuracy_vs_macs(rows, out / "accuracy_vs_macs.png", f"{first['layout']}, {first['headline']} n = {first['n']}")
+    plot_accuracy_vs_macs(models, out / "accuracy_vs_macs.png", f"{first['layout']}, {first['headline']} split")
     # ---- report
-    log(table)
-    log(f"wrote {out}/: comparison.md, comparison.csv, accuracy_vs_macs.png")
+    log(report)
+    log(f"wrote {out}/: {', '.join(_OUTPUTS[1:])}")
     return out
 
 
