@@ -24,8 +24,8 @@ from common.figures import plot_search_curve  # noqa: E402
 from common.memory import StepMemory, check_fits, memory_line  # noqa: E402
 from common.runs import atomic_write_json, mark_finished, new_run_dir, start_run_dir  # noqa: E402
 from common.search.executors import KINDS as _EXECUTORS  # noqa: E402  (private names: upper-case ones are settings)
-from common.search.executors import make_executor  # noqa: E402
-from common.search.loop import InlineExecutor, SearchLoop, SearchStopped, eta_minutes  # noqa: E402
+from common.search.executors import ExecutorSettings, InlineExecutor, make_executor  # noqa: E402
+from common.search.loop import SearchLoop, SearchStopped, eta_minutes  # noqa: E402
 from common.search.tpe import make_suggest, search_space  # noqa: E402
 from common.search.trial import PROBE_TASK as _PROBE_TASK  # noqa: E402
 from common.search.trial import SCORES as _SCORES  # noqa: E402
@@ -267,9 +267,10 @@ def main(argv=None):
         executor = InlineExecutor(lambda task: evaluate_trial(task, ctx), rt.device, debug=cfg["DEBUG"])
     else:
         ctx = None
-        executor = make_executor(cfg["EXECUTOR"], workers=cfg["WORKERS"], worker_setup=worker_setup,
-                                 worker_fn=worker_run, setup_args=setup, device=cfg["DEVICE"], threads=cfg["THREADS"],
-                                 ray_address=cfg["RAY_ADDRESS"], trials_per_gpu=cfg["TRIALS_PER_GPU"])
+        settings = ExecutorSettings(workers=cfg["WORKERS"], device=cfg["DEVICE"], threads=cfg["THREADS"],
+                                    ray_address=cfg["RAY_ADDRESS"], trials_per_gpu=cfg["TRIALS_PER_GPU"])
+        executor = make_executor(cfg["EXECUTOR"], settings, worker_setup=worker_setup, worker_fn=worker_run,
+                                 setup_args=setup)
 
     # ---- memory: one probe of the largest candidate where the trials run, before the first trial --------------
     if cfg["SCORE"] in ("nce", "nce_init"):  # nce_init keeps no activations for backward: nce's probe bounds it

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from common.config import ConfigError
-from common.search.executors import Finished, make_executor, worker_devices, worker_threads
+from common.search.executors import ExecutorSettings, Finished, make_executor, worker_devices, worker_threads
 
 LIMIT_S = 60  # a test that waits longer than this for its trials has hung
 
@@ -59,8 +59,8 @@ def setups(setup_args):
 
 def local(setup_args, workers, logs=None, **kwargs):
     log = logs.append if logs is not None else (lambda message: None)
-    return make_executor("local", workers=workers, worker_setup=toy_setup, worker_fn=toy_fn, setup_args=setup_args,
-                         device="cpu", log=log, **kwargs)
+    return make_executor("local", ExecutorSettings(workers=workers, device="cpu", log=log, **kwargs),
+                         worker_setup=toy_setup, worker_fn=toy_fn, setup_args=setup_args)
 
 
 def collect(ex, n, done=None, until=None):
@@ -152,8 +152,8 @@ def test_an_exception_in_worker_fn_fails_the_trial_and_keeps_the_worker(setup_ar
 
 def test_a_failing_worker_setup_stops_the_driver(setup_args):
     with pytest.raises(RuntimeError, match="(?s)worker_setup failed in worker 0.*OSError: no such image cache"):
-        with make_executor("local", workers=1, worker_setup=failing_setup, worker_fn=toy_fn, setup_args=setup_args,
-                           device="cpu", log=lambda m: None) as ex:
+        with make_executor("local", ExecutorSettings(workers=1, device="cpu", log=lambda m: None),
+                           worker_setup=failing_setup, worker_fn=toy_fn, setup_args=setup_args) as ex:
             ex.submit(0, {"key": 0, "x": 1})
             collect(ex, 1)
 
@@ -177,11 +177,11 @@ def test_close_and_ctrl_c_leave_no_child_processes(setup_args, tmp_path):
 CTRL_C_DRIVER = """
 import sys, time
 sys.path[:0] = [{root!r}, {tests!r}]
-from common.search.executors import make_executor
+from common.search.executors import ExecutorSettings, make_executor
 from test_executors import toy_fn, toy_setup
 if __name__ == "__main__":
-    with make_executor("local", workers=2, worker_setup=toy_setup, worker_fn=toy_fn, setup_args={args!r},
-                       device="cpu", log=lambda m: None) as ex:
+    with make_executor("local", ExecutorSettings(workers=2, device="cpu", log=lambda m: None),
+                       worker_setup=toy_setup, worker_fn=toy_fn, setup_args={args!r}) as ex:
         for key in range(2):
             ex.submit(key, {{"key": key, "x": 1, "sleep": 60}})
         while True:
@@ -211,11 +211,40 @@ def test_ctrl_c_in_a_terminal_stops_driver_and_workers_quickly(setup_args, tmp_p
     assert not any(alive(int(line[0])) for line in setups(setup_args))
 
 
+def test_inline_runs_each_trial_when_polled_and_a_raise_fails_only_that_trial():
+    from common.failures import DriverError
+    from common.search.executors import InlineExecutor
+
+    ran = []
+
+    def run(task):
+        ran.append(task["key"])
+        if task.get("driver"):
+            raise DriverError("time limit")  # the driver's own error: never a candidate's failure
+        return toy_fn(task, {"value": 3.0})
+
+    with InlineExecutor(run, "cpu", log=lambda m: None) as ex:
+        ex.submit(0, {"key": 0, "x": 1, "sleep": 0})
+        ex.submit(1, {"key": 1, "x": 1, "raise": True})
+        assert ran == [] and ex.in_flight == {0, 1}  # nothing runs before the driver polls
+        done = collect(ex, 2)
+        ex.submit(2, {"key": 2, "driver": True})
+        with pytest.raises(DriverError):
+            ex.poll()
+    assert done[0].result["x"] == 3.0 and done[0].where == {"worker": 0, "node": socket.gethostname(),
+                                                            "device": "cpu", "pid": os.getpid(), "attempts": 1}
+    assert done[1].result is None and done[1].error == "ValueError: bad candidate"
+    with pytest.raises(RuntimeError, match="closed"):
+        ex.submit(3, {"key": 3})
+
+
 def test_devices_threads_and_kinds():
     assert worker_devices("cpu", 3) == ["cpu", "cpu", "cpu"]
     assert worker_threads(3, 8) == 3 and worker_threads(0, 10**6) == 1
     with pytest.raises(ConfigError, match="choose one of local, ray"):
-        make_executor("threads", workers=1, worker_setup=toy_setup, worker_fn=toy_fn, setup_args={})
+        make_executor("threads", ExecutorSettings(workers=1), worker_setup=toy_setup, worker_fn=toy_fn, setup_args={})
+    with pytest.raises(ConfigError, match="workers=0: need at least 1"):
+        ExecutorSettings(workers=0)
     code = "import sys, common.search.executors; assert 'ray' not in sys.modules and 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=os.path.dirname(os.path.dirname(__file__)))
 
@@ -224,8 +253,8 @@ def test_ray_runs_tasks_in_actors_and_resubmits_a_killed_one(setup_args, tmp_pat
     pytest.importorskip("ray")
     args = {"array": np.load(setup_args["npy"]), "count_file": setup_args["count_file"]}  # via the object store
     logs = []
-    with make_executor("ray", workers=2, worker_setup=toy_setup, worker_fn=toy_fn, setup_args=args, device="auto",
-                       log=logs.append) as ex:
+    with make_executor("ray", ExecutorSettings(workers=2, device="auto", log=logs.append),
+                       worker_setup=toy_setup, worker_fn=toy_fn, setup_args=args) as ex:
         assert ex.capacity == 2
         for key in range(4):
             task = {"key": key, "x": key + 1}
@@ -331,10 +360,10 @@ class _FakeActor:
 @pytest.fixture
 def fake_ray(monkeypatch):
     """Install a fake `ray` module; returns a factory: fake_ray(cpus=..., initialized=..., fail_ready=...)."""
-    import common.search.executors as E
+    import common.search.executors.workers as W
 
     threads_set = []
-    monkeypatch.setattr(E, "_set_threads", lambda threads, device: threads_set.append(threads))  # not this process's
+    monkeypatch.setattr(W, "set_threads", lambda threads, device: threads_set.append(threads))  # not this process's
 
     def install(**kwargs):
         fake = _FakeRay(**kwargs)
@@ -347,8 +376,8 @@ def fake_ray(monkeypatch):
 
 def ray_executor(setup_args, workers, logs, **kwargs):
     args = {"array": np.load(setup_args["npy"]), "count_file": setup_args["count_file"]}
-    return make_executor("ray", workers=workers, worker_setup=toy_setup, worker_fn=toy_fn, setup_args=args,
-                         device="cpu", log=logs.append, **kwargs)
+    return make_executor("ray", ExecutorSettings(workers=workers, device="cpu", log=logs.append, **kwargs),
+                         worker_setup=toy_setup, worker_fn=toy_fn, setup_args=args)
 
 
 def test_ray_splits_the_cores_between_trials_like_the_local_executor(fake_ray, setup_args):

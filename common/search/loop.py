@@ -6,13 +6,9 @@ samples) and no trial number is used twice. Only this process writes either file
 """
 import json
 import math
-import os
-import socket
-from dataclasses import dataclass, field
 
 import numpy as np
 
-from common.failures import run_candidate
 from common.runs import append_jsonl, atomic_write_json, read_jsonl
 from common.search.tpe import TrialHistory
 
@@ -22,53 +18,6 @@ OVER_BUDGET_LOSS = 1e9  # what TPE is told of an over-budget proposal: worse tha
 
 class SearchStopped(RuntimeError):
     """The search cannot go on (too many failures, nothing fits the budget); the message says why."""
-
-
-@dataclass
-class Finished:
-    """One trial back from an executor (common/search/executors.py returns the same fields)."""
-
-    key: int
-    result: dict | None
-    error: str | None = None
-    where: dict = field(default_factory=dict)
-
-
-class InlineExecutor:
-    """WORKERS=1 on the local machine: each trial runs in this process, when polled (no worker process to start).
-
-    Whatever run_fn raises fails that trial only (common/failures.py), as in a worker process: the same policy
-    whether trials run inline or in parallel. debug: print the traceback.
-    """
-
-    capacity = 1
-
-    def __init__(self, run_fn, device, debug=False):
-        self.run_fn, self.device, self.queue, self.debug = run_fn, str(device), [], debug
-
-    @property
-    def in_flight(self):
-        return {key for key, _ in self.queue}
-
-    def submit(self, key, task):
-        self.queue.append((key, task))
-
-    def poll(self, timeout=None):
-        if not self.queue:
-            return []
-        key, task = self.queue.pop(0)
-        where = {"worker": 0, "node": socket.gethostname(), "device": self.device, "pid": os.getpid(), "attempts": 1}
-        result, error = run_candidate(self.run_fn, task, debug=self.debug)
-        return [Finished(key, result, error, where)]
-
-    def close(self):
-        self.queue.clear()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 class SearchLoop:
@@ -138,7 +87,8 @@ class SearchLoop:
         atomic_write_json(self.pending_file, {str(k): v for k, v in sorted(self.pending.items())})
 
     def run(self, executor, make_task, on_record):
-        """Run until N_TRIALS trials are ok. make_task(trial, sample) -> the task dict; on_record(record) after each."""
+        """Run until N_TRIALS trials are ok on `executor` (common/search/executors). make_task(trial, sample) -> the
+        task dict; on_record(record) after each."""
         cfg = self.cfg
         with executor:
             for trial, sample in sorted(self.pending.items()):  # a killed run's trials in flight, rerun first
