@@ -26,7 +26,7 @@ from common.arch import genotypes as G  # noqa: E402
 from common.config import ConfigError, config_names, configure, format_config, run_cli  # noqa: E402
 from common.data.views import ViewMaker  # noqa: E402
 from common.device import autocast_for, device_preset, pick_device  # noqa: E402
-from common.search.candidate import CandidateTrainer  # noqa: E402
+from common.search.candidate import CandidateTrainer, TrainerSettings  # noqa: E402
 from common.search.contrastive import BankNCE  # noqa: E402
 
 # -----------------------------------------------------------------------------
@@ -147,13 +147,12 @@ def index_stream(n, batch, generator, device):
 def make_trainer(cfg, images, views, device, amp, channels_last):
     """A CandidateTrainer as search.py builds one, its bank filled with random unit rows instead of fill_bank()."""
     genotype, _ = G.resolve(cfg["GENOTYPE"])
-    trainer = CandidateTrainer(
-        genotype, images, views, init_channels=cfg["INIT_CHANNELS"], layers=cfg["LAYERS"], lr=cfg["LR"],
-        momentum=cfg["MOMENTUM"], weight_decay=0.0, tau=cfg["TAU"], bank_momentum=cfg["BANK_MOMENTUM"],
-        patch_weight=cfg["PATCH_WEIGHT"], batch_size=cfg["BATCH_SIZE"], device=device, amp=amp,
-        channels_last=channels_last, seed=cfg["SEED"], proj_dim=cfg["PROJ_DIM"],
-        negatives_per_image=cfg["NEGATIVES"],
-    )
+    trainer = CandidateTrainer(genotype, images, views, TrainerSettings(
+        init_channels=cfg["INIT_CHANNELS"], layers=cfg["LAYERS"], lr=cfg["LR"], momentum=cfg["MOMENTUM"],
+        weight_decay=0.0, tau=cfg["TAU"], bank_momentum=cfg["BANK_MOMENTUM"], patch_weight=cfg["PATCH_WEIGHT"],
+        batch_size=cfg["BATCH_SIZE"], device=device, amp=amp, channels_last=channels_last, seed=cfg["SEED"],
+        proj_dim=cfg["PROJ_DIM"], negatives_per_image=cfg["NEGATIVES"],
+    ))
     trainer.criterion.bank.vectors.copy_(random_bank(len(images), cfg["PROJ_DIM"], cfg["SEED"], device))
     return trainer
 

@@ -436,7 +436,7 @@ def test_a_folder_that_is_no_search_run_is_refused(tmp_path):
 
 def test_nce_init_is_the_same_loss_without_learning(tiny):
     """nce_init: the search's loss with the weights left at initialisation, the same as training with LR 0."""
-    from common.search.candidate import CandidateTrainer
+    from common.search.candidate import CandidateTrainer, TrainerSettings
     from common.search.trial import nce_score, worker_setup
 
     settings = json.loads((tiny["run"] / "search_settings.json").read_text())
@@ -452,9 +452,9 @@ def test_nce_init_is_the_same_loss_without_learning(tiny):
     assert frozen["loss"] != pytest.approx(trained["loss"], abs=1e-5)  # learning changes it
     rows = {r["id"]: r for r in read_study_csv(tiny["run"] / "study.csv")}
     assert all(r["nce_init"] != "" and r["nce_init_e1"] != "" for r in rows.values())
-    trainer = CandidateTrainer(G.DARTS_V2, ctx.images, ctx.views, init_channels=4, layers=3, lr=0.1, momentum=0.9,
-                               weight_decay=0.0, tau=0.07, bank_momentum=0.5, patch_weight=0.5, batch_size=8,
-                               device=ctx.rt.device, learn=False)
+    trainer = CandidateTrainer(G.DARTS_V2, ctx.images, ctx.views, TrainerSettings(
+        init_channels=4, layers=3, lr=0.1, momentum=0.9, weight_decay=0.0, tau=0.07, bank_momentum=0.5,
+        patch_weight=0.5, batch_size=8, device=ctx.rt.device, learn=False))
     before = [p.detach().clone() for p in trainer.model.parameters()]
     trainer.fill_bank()
     trainer.train_epoch()

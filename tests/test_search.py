@@ -357,9 +357,9 @@ def test_every_candidate_trains_with_the_same_seed(images, tmp_path, monkeypatch
     """Common random numbers: views, negatives and batch order depend on the seed only, so every trial gets SEED."""
     seeds, real = [], search_trial.run_trial
 
-    def spy(genotype, *args, seed, **kwargs):
-        seeds.append(seed)
-        return real(genotype, *args, seed=seed, **kwargs)
+    def spy(genotype, images, views, settings, **kwargs):
+        seeds.append(settings.seed)
+        return real(genotype, images, views, settings, **kwargs)
 
     monkeypatch.setattr(search_trial, "run_trial", spy)
     _search(tmp_path / "run", images, "--N_TRIALS=2", "--ALGO=random")

@@ -10,7 +10,7 @@ from scipy.spatial.distance import cdist
 from common.arch.genotypes import DARTS_V2
 from common.arch.networks import SearchNetwork
 from common.data.views import ViewMaker
-from common.search.zero_cost import SCORES, naswot, score_batch, score_candidate, synflow
+from common.search.zero_cost import SCORES, ScoreSettings, naswot, score_batch, score_candidate, synflow
 
 
 def _linear(weight, bias=None):
@@ -186,10 +186,10 @@ def test_registry_directions_and_loss():
 def test_score_candidate_is_seeded_and_keeps_the_global_rng(name):
     x = torch.randn(8, 3, 16, 16, generator=torch.Generator().manual_seed(3))
     rng = torch.get_rng_state()
-    a = score_candidate(name, DARTS_V2, x, init_channels=4, layers=3, seed=0)
+    a = score_candidate(name, DARTS_V2, x, settings=ScoreSettings(init_channels=4, layers=3, seed=0))
     assert torch.equal(rng, torch.get_rng_state())
-    assert a == score_candidate(name, DARTS_V2, x, init_channels=4, layers=3, seed=0)
-    assert a != score_candidate(name, DARTS_V2, x, init_channels=4, layers=3, seed=1)
+    assert a == score_candidate(name, DARTS_V2, x, settings=ScoreSettings(init_channels=4, layers=3, seed=0))
+    assert a != score_candidate(name, DARTS_V2, x, settings=ScoreSettings(init_channels=4, layers=3, seed=1))
     assert np.isfinite(a)
 
 
@@ -200,9 +200,10 @@ def test_score_candidate_from_uint8_images_and_views():
     batch = score_batch(images, views, 6, seed=0, device=torch.device("cpu"))
     assert batch.shape == (6, 3, 16, 16) and batch.dtype == torch.float32
     assert torch.equal(batch, score_batch(images, views, 6, seed=0, device=torch.device("cpu")))
-    score = score_candidate("naswot", DARTS_V2, images, views, init_channels=4, layers=3, seed=0, batch_size=6)
+    score = score_candidate("naswot", DARTS_V2, images, views,
+                            settings=ScoreSettings(init_channels=4, layers=3, seed=0, batch_size=6))
     assert score == pytest.approx(naswot(_tiny_search_network(0), batch))
     with pytest.raises(ValueError, match="views"):
         score_batch(images, None, 6, seed=0, device=torch.device("cpu"))
     with pytest.raises(ValueError, match="unknown"):
-        score_candidate("nce", DARTS_V2, images, views, init_channels=4, layers=3, seed=0)
+        score_candidate("nce", DARTS_V2, images, views, settings=ScoreSettings(init_channels=4, layers=3, seed=0))

@@ -2,6 +2,7 @@
 import math
 import time
 import traceback
+from dataclasses import dataclass
 
 import torch
 
@@ -21,29 +22,51 @@ def _batches(n, batch_size, generator, device):
     return [perm[i : i + size] for i in range(0, n - size + 1, size)]
 
 
+@dataclass(frozen=True, kw_only=True)
+class TrainerSettings:
+    """How a candidate trains (search.py's constants of the same names; common.search.trial.trainer_settings)."""
+
+    init_channels: int  # C of the SearchNetwork
+    layers: int  # its cells
+    batch_size: int  # source images per step
+    device: torch.device
+    lr: float  # SGD
+    momentum: float
+    weight_decay: float
+    tau: float  # NCE temperature
+    bank_momentum: float  # EMA weight of a bank row's old value
+    patch_weight: float  # loss = w * NCE(bank, patches) + (1 - w) * NCE(bank, whole image)
+    negatives_per_image: int | None = None  # None = 2 * (batch - 1)
+    proj_dim: int = 256  # bank and head width
+    amp: str = "auto"  # common.device.autocast_for's choices
+    channels_last: bool | None = None  # None: on except on MPS (as the device 'auto' setting)
+    seed: int = 0  # views, negatives, batch order and initial weights: the same for every candidate
+    # False: the same views, negatives, bank and its refresh, but the weights stay at their initial values (the
+    # study's nce_init control: what the loss says about an untrained network)
+    learn: bool = True
+
+
 class CandidateTrainer:
     """Holds a candidate network, its bank loss and optimizer; `train_epoch` runs one pass over the images.
 
-    images: (N, S, S, 3) uint8 already on `device` (moved once, indexed per batch: no host work per step).
+    images: (N, S, S, 3) uint8 already on `settings.device` (moved once, indexed per batch: no host work per step).
     """
 
-    def __init__(self, genotype, images, views, *, init_channels, layers, lr, momentum, weight_decay, tau,
-                 bank_momentum, patch_weight, batch_size, device, amp="auto", channels_last=None, seed=0,
-                 proj_dim=256, negatives_per_image=None, learn=True):
-        self.images, self.views, self.batch_size, self.device = images, views, batch_size, device
-        # learn=False: the same views, negatives, bank and its refresh, but the weights stay at their initial values
-        # (the study's nce_init control: what the loss says about an untrained network)
-        self.learn = learn
-        self.amp = amp
-        self.channels_last = device.type != "mps" if channels_last is None else channels_last  # as device 'auto'
-        torch.manual_seed(seed)
+    def __init__(self, genotype, images, views, settings):
+        s, device = settings, settings.device
+        self.images, self.views, self.batch_size, self.device = images, views, s.batch_size, device
+        self.learn, self.amp = s.learn, s.amp
+        self.channels_last = device.type != "mps" if s.channels_last is None else s.channels_last
+        torch.manual_seed(s.seed)
         self.generator = torch.Generator(device=device)
-        self.generator.manual_seed(seed)
-        self.model = SearchNetwork(genotype, C=init_channels, layers=layers, proj_dim=proj_dim).to(device)
+        self.generator.manual_seed(s.seed)
+        self.model = SearchNetwork(genotype, C=s.init_channels, layers=s.layers, proj_dim=s.proj_dim).to(device)
         if self.channels_last:
             self.model.use_channels_last()
-        self.criterion = BankNCE(len(images), proj_dim, tau, bank_momentum, patch_weight, negatives_per_image).to(device)
-        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+        self.criterion = BankNCE(len(images), s.proj_dim, s.tau, s.bank_momentum, s.patch_weight,
+                                 s.negatives_per_image).to(device)
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=s.lr, momentum=s.momentum,
+                                         weight_decay=s.weight_decay)
 
     @torch.no_grad()
     def fill_bank(self):
@@ -105,29 +128,37 @@ def _clear_locals(exc):
         exc = exc.__cause__ or exc.__context__
 
 
-def run_trial(genotype, images, views, *, epochs, progress=None, on_trainer=None, **trainer_kwargs):
-    """Train one candidate for `epochs`; returns {'loss': last-epoch mean, 'epoch_losses', 'images_per_s'}.
+def run_trial(genotype, images, views, settings, *, epochs, progress=None, on_trainer=None, stop=None):
+    """Train one candidate for up to `epochs`; returns {'loss': last epoch's mean, 'epoch_losses', 'images_per_s',
+    'stopped': None, or why it stopped before `epochs`}.
 
-    progress: None or a callable(total_images) -> a tqdm-like bar (update/set_postfix/close).
+    settings: a TrainerSettings. progress: None or a callable(total_images) -> a tqdm-like bar (update/set_postfix/close).
     on_trainer: None or a callable(trainer) run once the CandidateTrainer is built, before fill_bank (to watch or
     wrap it; keep only a weakref to it if the trainer should be freed when run_trial ends).
+    stop: None or a callable(epoch_losses so far) -> None (go on) or a reason to stop now, asked after every epoch
+    but the last (common/search/early_stop.py).
     Nothing here holds the trainer once run_trial returns or raises, not even the exception's traceback: its
     frames' locals are cleared, so the network, optimizer state and bank can be freed before the next trial.
     """
     trainer = bar = None
     try:
-        trainer = CandidateTrainer(genotype, images, views, **trainer_kwargs)
+        trainer = CandidateTrainer(genotype, images, views, settings)
         if on_trainer is not None:
             on_trainer(trainer)
         trainer.fill_bank()
-        epoch_losses, seen, start = [], 0, time.perf_counter()
+        epoch_losses, seen, start, stopped = [], 0, time.perf_counter(), None
         per_epoch = (len(images) // min(trainer.batch_size, len(images))) * min(trainer.batch_size, len(images))
         bar = progress(epochs * per_epoch) if progress else None
-        for _ in range(epochs):
+        for epoch in range(epochs):
             epoch_losses.append(trainer.train_epoch(bar))
             seen += per_epoch
+            if stop is not None and epoch + 1 < epochs:
+                stopped = stop(list(epoch_losses))
+                if stopped:
+                    break
         seconds = time.perf_counter() - start
-        return {"loss": epoch_losses[-1], "epoch_losses": epoch_losses, "images_per_s": seen / seconds}
+        return {"loss": epoch_losses[-1], "epoch_losses": epoch_losses, "images_per_s": seen / seconds,
+                "stopped": stopped}
     except BaseException as exc:
         _clear_locals(exc)  # the frames below this one (train_epoch, step, ...) hold `self`, the trainer
         raise

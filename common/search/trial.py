@@ -6,6 +6,7 @@ initialisation (no backward pass: a few times cheaper; the proxy study's control
 training-free (common/search/zero_cost.py). TPE always minimises the
 record's `loss`: for a score where higher is better, loss = -score.
 """
+import dataclasses
 import gc
 import time
 from dataclasses import dataclass
@@ -20,7 +21,8 @@ from common.data.views import ViewMaker
 from common.device import Runtime, runtime
 from common.failures import run_candidate
 from common.memory import available_bytes, probe_step
-from common.search.candidate import CandidateTrainer, NonFiniteLoss, run_trial
+from common.search import early_stop
+from common.search.candidate import CandidateTrainer, NonFiniteLoss, TrainerSettings, run_trial
 
 SCORES = ("nce", "nce_init", "naswot", "synflow")
 
@@ -97,7 +99,7 @@ def largest_candidate(steps=G.STEPS):
 def step_memory(ctx):
     """Peak memory of one training step of the largest candidate at BATCH_SIZE (common/memory.py's probe)."""
     cfg, rt = ctx.cfg, ctx.rt
-    trainer = CandidateTrainer(largest_candidate(), ctx.images, ctx.views, seed=cfg["SEED"], **trainer_settings(cfg, rt))
+    trainer = CandidateTrainer(largest_candidate(), ctx.images, ctx.views, trainer_settings(cfg, rt))
     idx = torch.arange(len(ctx.images), device=rt.device)
     batch = min(cfg["BATCH_SIZE"], len(ctx.images))
     # a throwaway trainer: the probe steps train it
@@ -114,43 +116,50 @@ def repeat_seeds(seed, repeats):
 
 
 def trainer_settings(cfg, rt):
-    """CandidateTrainer keyword arguments from the search's settings."""
-    return dict(
+    """The CandidateTrainer's TrainerSettings from the search's settings (seed SEED, learning on)."""
+    return TrainerSettings(
         init_channels=cfg["INIT_CHANNELS"], layers=cfg["LAYERS"], lr=cfg["LR"], momentum=cfg["MOMENTUM"],
         weight_decay=cfg["WEIGHT_DECAY"], tau=cfg["TAU"], bank_momentum=cfg["BANK_MOMENTUM"],
         patch_weight=cfg["PATCH_WEIGHT"], batch_size=cfg["BATCH_SIZE"], device=rt.device, amp=cfg["AMP"],
-        channels_last=rt.channels_last, negatives_per_image=cfg["NEGATIVES"],
+        channels_last=rt.channels_last, negatives_per_image=cfg["NEGATIVES"], seed=cfg["SEED"],
     )
 
 
-def nce_score(genotype, ctx, desc="trial", progress=True, **run_kwargs):
-    """Train the candidate once per repeat seed; its score is the mean of the repeats' last-epoch losses."""
+def nce_score(genotype, ctx, desc="trial", progress=True, learn=True, **run_kwargs):
+    """Train the candidate once per repeat seed; its score is the mean of the repeats' last-epoch losses.
+
+    learn=False: nce_init (the weights stay at initialisation). run_kwargs go to run_trial (on_trainer, stop); a
+    trial that `stop` ended early (REPEATS=1 only) returns `stopped`, the reason."""
     cfg = ctx.cfg
     seeds = repeat_seeds(cfg["SEED"], cfg["REPEATS"])
-    losses, epoch_losses, speed = [], [], []
+    losses, epoch_losses, speed, stopped = [], [], [], None
     for r, seed in enumerate(seeds):
         label = desc if len(seeds) == 1 else f"{desc} r{r + 1}/{len(seeds)}"
         bar = lambda total, label=label: tqdm(total=total, unit="img", leave=False, desc=label,  # noqa: E731
                                               disable=None if progress else True)
-        result = run_trial(genotype, ctx.images, ctx.views, epochs=cfg["EPOCHS"], progress=bar, seed=seed,
-                           **trainer_settings(cfg, ctx.rt), **run_kwargs)
+        settings = dataclasses.replace(trainer_settings(cfg, ctx.rt), seed=seed, learn=learn)
+        result = run_trial(genotype, ctx.images, ctx.views, settings, epochs=cfg["EPOCHS"], progress=bar, **run_kwargs)
         losses.append(result["loss"])
         epoch_losses.append(result["epoch_losses"])
         speed.append(result["images_per_s"])
+        stopped = result.get("stopped")
     out = {"loss": float(np.mean(losses)), "epoch_losses": epoch_losses[0] if len(seeds) == 1 else epoch_losses,
            "images_per_s": round(float(np.mean(speed)), 1)}
     if len(seeds) > 1:
         out.update(loss_std=float(np.std(losses, ddof=1)), repeat_losses=losses, repeat_seeds=seeds)
+    if stopped:
+        out["stopped"] = stopped
     return out
 
 
 def training_free_score(name, genotype, ctx):
     """naswot / synflow of the candidate at initialisation (seeded with SEED); loss = -score (higher is better)."""
-    from common.search.zero_cost import score_candidate  # training-free scores only load when asked for
+    from common.search.zero_cost import ScoreSettings, score_candidate  # training-free scores load when asked for
 
     cfg = ctx.cfg
-    value = score_candidate(name, genotype, ctx.images, ctx.views, init_channels=cfg["INIT_CHANNELS"],
-                            layers=cfg["LAYERS"], batch_size=cfg["BATCH_SIZE"], seed=cfg["SEED"], rt=ctx.rt)
+    settings = ScoreSettings(init_channels=cfg["INIT_CHANNELS"], layers=cfg["LAYERS"], seed=cfg["SEED"],
+                             batch_size=cfg["BATCH_SIZE"], rt=ctx.rt)
+    value = score_candidate(name, genotype, ctx.images, ctx.views, settings=settings)
     if not np.isfinite(value):
         raise NonFiniteLoss(f"{name} score is {value}")
     return {name: float(value), "loss": -float(value)}
@@ -172,12 +181,19 @@ def score_genotype(genotype, ctx, desc="trial", progress=True, **run_kwargs):
 
 
 def evaluate_trial(task, ctx, progress=True, **run_kwargs):
-    """task {'trial': n, 'sample': {label: choice index}} -> the trials.jsonl record (status 'ok' or 'fail').
+    """task {'trial': n, 'sample': {label: choice index}, 'stop': an early-stopping rule's reference (optional)} ->
+    the trials.jsonl record (status 'ok', 'stopped' or 'fail').
 
+    With 'stop' (common/search/early_stop.py) the rule is asked after every epoch but the last, here, inline or in a
+    worker; a trial it ends is `status: "stopped"` with `epoch` (epochs trained), `loss` (that epoch's) and `reason`.
     Whatever the candidate raises is its failure (common/failures.py: the same inline and in a worker); DEBUG prints
     the traceback."""
     cfg = ctx.cfg
     record = {"trial": task["trial"], "score": cfg["SCORE"], "sample": task["sample"]}
+    rule = task.get("stop")
+    if rule is not None:
+        run_kwargs["stop"] = lambda losses: early_stop.decide(rule, losses)
+        record["rule_records"] = rule["records"]  # the finished trials the rule compares with (a trials.jsonl prefix)
     start = time.perf_counter()
 
     def score():
@@ -187,7 +203,10 @@ def evaluate_trial(task, ctx, progress=True, **run_kwargs):
 
     scored, failure = run_candidate(score, debug=cfg["DEBUG"])
     if failure is None:
-        record.update(status="ok", **scored)
+        stopped = scored.pop("stopped", None)
+        record.update(status="stopped" if stopped else "ok", **scored)
+        if stopped:
+            record.update(epoch=len(scored["epoch_losses"]), reason=stopped)
     else:  # run_candidate has dropped the exception, whose traceback would keep the trainer, model and bank alive
         record.update(status="fail", loss=None, reason=failure)
         release_memory(ctx.rt.device)

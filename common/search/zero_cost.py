@@ -184,22 +184,34 @@ def score_batch(images, views, batch_size, seed, device):
     return whole
 
 
-def score_candidate(name, genotype, images, views=None, *, init_channels, layers, seed, batch_size=None, rt=None,
-                    device=None):
-    """Score of `genotype`'s SearchNetwork(C=init_channels, layers) built with weights seeded by `seed`.
+@dataclass(frozen=True, kw_only=True)
+class ScoreSettings:
+    """The candidate network a training-free score is computed on, and its batch."""
+
+    init_channels: int  # C of the SearchNetwork
+    layers: int  # its cells
+    seed: int  # the network's weights and the batch's images and views
+    batch_size: int | None = None  # images scored (None = all)
+    rt: object = None  # a common.device.Runtime: its device and channels_last (its autocast is not used)
+    device: object = None  # without rt: this device (None = the images' device)
+
+
+def score_candidate(name, genotype, images, views=None, *, settings):
+    """Score of `genotype`'s SearchNetwork(C=settings.init_channels, layers) built with weights seeded by settings.seed.
 
     The batch comes from `score_batch` (same seed: every candidate sees the same images). The device is rt.device
     (a common.device.Runtime; its channels_last is honoured, its autocast is not: scores run in fp32/fp64), else
     `device`, else the images' device. The global RNG state is left as it was.
     """
+    s = settings
     if name not in SCORES:
         raise ValueError(f"unknown training-free score {name!r}; choose from {', '.join(SCORES)}")
-    device = torch.device(rt.device if rt is not None else device if device is not None else images.device)
-    batch = score_batch(images, views, batch_size, seed, device)
+    device = torch.device(s.rt.device if s.rt is not None else s.device if s.device is not None else images.device)
+    batch = score_batch(images, views, s.batch_size, s.seed, device)
     with torch.random.fork_rng(devices=[]):  # the network is built on the CPU: only its RNG is used
-        torch.manual_seed(seed)
-        model = SearchNetwork(genotype, C=init_channels, layers=layers)
+        torch.manual_seed(s.seed)
+        model = SearchNetwork(genotype, C=s.init_channels, layers=s.layers)
     model = model.to(device)
-    if rt is not None and rt.channels_last:
+    if s.rt is not None and s.rt.channels_last:
         model = model.use_channels_last()
     return SCORES[name].fn(model, batch)
