@@ -1,6 +1,7 @@
 """Ask/tell around hyperopt: suggest one sample at a time from a history we rebuild from trials.jsonl."""
 from functools import partial
 
+import numpy as np
 from hyperopt import JOB_STATE_DONE, STATUS_FAIL, STATUS_OK, Domain, Trials, hp, rand, tpe
 
 from common.arch import genotypes as G
@@ -51,3 +52,41 @@ class TrialHistory:
         """The next sample {label: choice index} proposed for trial number `trial`."""
         doc = suggest_fn([trial], self.domain, self.trials, seed)[0]
         return {k: int(v[0]) for k, v in doc["misc"]["vals"].items()}
+
+
+OVER_BUDGET_LOSS = 1e9  # what TPE is told of an over-budget proposal: worse than any trained candidate
+
+
+def told_loss(record):
+    """What TPE learns from a finished record.
+
+    ok: its loss. stopped (early stopping): the loss of the epoch it stopped at. Losses fall with epochs, so that is
+    higher than the trial would have ended with, and the rule stopped it for being worse than the others at that
+    epoch; TPE (which uses only the order of the losses, split at its gamma quantile) thus files it among the bad
+    trials, where the rule put it. Telling it as failed instead would waste it (hyperopt ignores failed trials, so TPE
+    would keep proposing that region), and a fixed very bad loss would rank it below trials that ran to the end and
+    were truly worse. fail: nothing (hyperopt skips it). over_budget: OVER_BUDGET_LOSS, so TPE learns to avoid the
+    region.
+    """
+    if record["status"] in ("ok", "stopped"):
+        return record["loss"]
+    return OVER_BUDGET_LOSS if record["status"] == "over_budget" else None
+
+
+class HyperoptStrategy:
+    """ALGO 'tpe' or 'random' as ask/tell: ask(trial) -> sample, tell(record) adds a finished trial to the history.
+
+    Each suggestion is seeded from (SEED, trial), so a search rebuilt from trials.jsonl proposes what an
+    uninterrupted one would have, given the same finished trials.
+    """
+
+    def __init__(self, algo, space, seed, n_startup=20):
+        self.history = TrialHistory(search_space(space))
+        self.suggest_fn, self.seed = make_suggest(algo, n_startup), seed
+
+    def tell(self, record):
+        self.history.add(record["trial"], record["sample"], told_loss(record))
+
+    def ask(self, trial):
+        seed = int(np.random.default_rng([self.seed, trial, 1]).integers(2**31 - 1))
+        return self.history.suggest(self.suggest_fn, trial, seed)
