@@ -1,7 +1,13 @@
-"""The constants block is the configuration: `--NAME=value` overrides, presets, printing and saving."""
+"""The constants block is the configuration: `--NAME=value` overrides, presets, printing and saving; and a script's
+resolved settings asked of the script itself (script_config), since no code imports a script."""
 import ast
 import difflib
+import functools
+import json
+import os
+import subprocess
 import sys
+from pathlib import Path
 
 
 class ConfigError(ValueError):
@@ -143,3 +149,44 @@ def run_cli(main, user_errors=(ConfigError,), debug=lambda: False, resume_hint="
     except KeyboardInterrupt:
         print(f"\ninterrupted: {resume_hint}", file=sys.stderr)
         sys.exit(130)
+
+
+# ----------------------------------------------------------------------------- a script's settings, from the script
+# Other code that needs a script's settings (the proxy study trains and scores with train_isic.py's and search.py's)
+# asks the script in a process of its own: the constants block stays the one place a default is written, and no
+# script is imported. The script answers right after its checks, before it writes or reads anything.
+
+PRINT_CONFIG_ENV = "CSNAS_PRINT_CONFIG"  # set to "1" by script_config in the process it starts; never by users
+
+
+def answer_config_request(cfg):
+    """In a process started by script_config: print the resolved, checked settings as one JSON line and exit 0. In
+    any other process: nothing."""
+    if os.environ.get(PRINT_CONFIG_ENV) == "1":
+        print(json.dumps(cfg))
+        sys.exit(0)
+
+
+@functools.lru_cache(maxsize=32)
+def _script_config_line(script, argv):
+    proc = subprocess.run([sys.executable, script, *argv], cwd=Path(script).parent, capture_output=True, text=True,
+                          env={**os.environ, PRINT_CONFIG_ENV: "1"})
+    lines = proc.stderr.strip().splitlines()
+    if proc.returncode == 2 and lines and lines[-1].startswith("error: "):
+        raise ConfigError(lines[-1][len("error: "):])  # the script's own one-line refusal
+    if proc.returncode != 0 or not proc.stdout.strip():
+        raise RuntimeError(f"{script} did not report its settings (exit status {proc.returncode}):\n{proc.stderr[-3000:]}")
+    return proc.stdout.strip().splitlines()[-1]
+
+
+def script_config(script, argv=()):
+    """The settings `script` resolves from argv (its constants < preset < argv, checked by the script itself), as a
+    dict; JSON lists come back as tuples. ConfigError with the script's own message when it refuses argv. Each
+    (script, argv) is asked once per process (a start costs seconds: the script imports torch)."""
+    cfg = json.loads(_script_config_line(str(script), tuple(argv)))
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()}
+
+
+def as_argv(settings):
+    """{NAME: value} -> ['--NAME=value', ...], read back by parse_overrides to the same values."""
+    return [f"--{k}={v!r}" for k, v in settings.items()]

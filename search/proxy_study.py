@@ -29,6 +29,7 @@ from common.config import ConfigError, check_choice, check_number, configure, fo
 from common.data.datasets import DatasetError  # noqa: E402
 from common.data.demo_lesions import ensure_demo_dataset  # noqa: E402
 from common.data.images import BadImage  # noqa: E402
+from common.labeled.data import load_data  # noqa: E402
 from common.memory import check_classifier_memory, check_step  # noqa: E402
 from common.runs import REPO_ROOT, atomic_write_json, atomic_write_text, mark_finished, new_run_dir, open_run_dir  # noqa: E402
 from common.search.trial import largest_candidate, step_memory, worker_setup  # noqa: E402
@@ -354,7 +355,7 @@ def main(argv=None):
     data = labeled_data(cfg)
     settings = train_settings(cfg, data)
     train_cfg, _ = train.resolve_config(train_argv(settings, "DARTS_V2", "unused", 0))  # refuses a bad TRAIN_ARGS now
-    classes = list(train.load_data(train_cfg).classes)  # a wrong LABELED_DIR stops here, before a run folder exists
+    classes = list(load_data(train_cfg).classes)  # a wrong LABELED_DIR stops here, before a run folder exists
     threads = cfg["THREADS"] or (1 if cfg["WORKERS"] > 1 else 0)  # parallel parts share the cores: one thread each
     check_memory(cfg, scfg, train_cfg, len(classes), threads)  # so does a batch that cannot fit
     run_dir, resumed = open_run_dir(cfg["OUT_DIR"] or new_run_dir("study"), cfg, ignore=_RESUME_MAY_CHANGE)

@@ -1,4 +1,7 @@
-"""Test setup: the repository root on sys.path, and a loader for the scripts in search/ and eval/."""
+"""Test setup: the repository root on sys.path, a loader for the scripts in search/ and eval/, and the fixtures
+several test files share: a tiny ISIC 2019 folder, a training killed after an epoch, gloo ranks."""
+import contextlib
+import csv
 import importlib.util
 import os
 import socket
@@ -7,7 +10,9 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -21,6 +26,54 @@ def load_script(relpath):
     spec.loader.exec_module(module)
     return module
 
+
+# ---- a tiny ISIC 2019 layout -------------------------------------------------------------------------------------
+
+ISIC_CLASSES = ["MEL", "NV", "BCC", "UNK"]  # UNK as in ISIC 2019: a column that is never 1 in training
+ISIC_COLOURS = {"MEL": (70, 40, 30), "NV": (170, 110, 80), "BCC": (210, 150, 160)}  # learnable in an epoch or two
+
+
+def write_isic(root, n=36, seed=0, image_column="image"):
+    """An ISIC 2019 layout: <root>/ISIC_2019_Training_Input/*.jpg (48x64, three colour-coded classes in turn) and the
+    one-hot ground-truth CSV, whose path is returned."""
+    rng = np.random.default_rng(seed)
+    folder = Path(root) / "ISIC_2019_Training_Input"
+    folder.mkdir(parents=True)
+    rows = []
+    for i in range(n):
+        cls = list(ISIC_COLOURS)[i % len(ISIC_COLOURS)]
+        pixels = np.clip(np.array(ISIC_COLOURS[cls]) + rng.normal(0, 25, (48, 64, 3)), 0, 255).astype(np.uint8)
+        name = f"ISIC_{i:07d}"
+        Image.fromarray(pixels).save(folder / f"{name}.jpg", quality=90)
+        rows.append([name] + ["1.0" if c == cls else "0.0" for c in ISIC_CLASSES])
+    truth = Path(root) / "ISIC_2019_Training_GroundTruth.csv"
+    with open(truth, "w", newline="") as f:
+        csv.writer(f).writerows([[image_column, *ISIC_CLASSES], *rows])
+    return truth
+
+
+# ---- a labeled training killed after an epoch ----------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def killed_after_epoch(epoch=1):
+    """Inside the block, a labeled training (train_isic, the proxy study's) stops with KeyboardInterrupt, as a kill
+    would, right after epoch `epoch`'s ckpt.pt is on disk."""
+    from common.labeled import epochs
+
+    real_save = epochs.save_checkpoint
+
+    def save_then_stop(path, obj):
+        real_save(path, obj)
+        if Path(path).name == epochs.CKPT and obj.get("epoch") == epoch:
+            raise KeyboardInterrupt
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(epochs, "save_checkpoint", save_then_stop)
+        yield
+
+
+# ---- gloo ranks ----------------------------------------------------------------------------------------------------
 
 TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 

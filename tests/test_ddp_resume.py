@@ -1,6 +1,5 @@
-"""train_isic.py under torchrun decides together: rank 0's ckpt.pt is what every rank resumes from (even when another
+"""train_isic.py's training under torchrun decides together: rank 0's ckpt.pt is what every rank resumes from (even when another
 rank sees a different file or none), and a batch that cannot fit on one rank stops all of them (2 gloo processes)."""
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -46,31 +45,24 @@ def test_a_batch_that_fits_on_no_rank_but_one_stops_all_with_one_line(ranks):
 # ----------------------------------------------------------------------------- worker (one rank)
 
 
-def _load_train_isic():
-    path = ROOT / "eval" / "train_isic.py"
-    spec = importlib.util.spec_from_file_location("train_isic_under_test", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _write_ckpt(script, run_dir, epoch, seed):
+def _write_ckpt(run_dir, epoch, seed):
     """A ckpt.pt as train_isic writes it after `epoch` epochs, with weights of their own (seeded)."""
     from common.arch.genotypes import CNAS_ISIC_s4
-    from common.labeled.training import rng_state
+    from common.device import runtime
+    from common.labeled.epochs import CKPT, make_optimisation
+    from common.labeled.model import build_model
+    from common.labeled.training import rng_state, save_checkpoint
 
     torch.manual_seed(seed)
-    model = script.build_model(CNAS_ISIC_s4, 3, NET)
-    optimizer, scheduler, scaler = script.make_optimizer(OPT, model, script.runtime("cpu", "off", "off"))
+    model = build_model(CNAS_ISIC_s4, 3, NET)
+    optim = make_optimisation(OPT, model, torch.nn.CrossEntropyLoss(), runtime("cpu", "off", "off"))
     model(torch.randn(2, 3, 32, 32))[0].sum().backward()
-    optimizer.step()
+    optim.optimizer.step()
     for _ in range(epoch):
-        scheduler.step()
+        optim.scheduler.step()
     history = [{"epoch": e, "val_balanced_accuracy": 0.1 * e} for e in range(1, epoch + 1)]
-    script.save_checkpoint(run_dir / script._CKPT, {
-        "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-        "scaler": scaler.state_dict(), "rng": rng_state(), "epoch": epoch, "best": 0.1 * epoch, "best_epoch": epoch,
-        "history": history})
+    save_checkpoint(run_dir / CKPT, {"model": model.state_dict(), **optim.state_dict(), "rng": rng_state(),
+                                     "epoch": epoch, "best": 0.1 * epoch, "best_epoch": epoch, "history": history})
     return model.state_dict()
 
 
@@ -78,26 +70,28 @@ def _worker(out_dir):
     import common.memory
     from common.arch.genotypes import CNAS_ISIC_s4
     from common.config import ConfigError
+    from common.device import runtime
     from common.labeled.distributed import DistContext, init_distributed
+    from common.labeled.epochs import make_optimisation, resume
+    from common.labeled.model import build_model, check_memory
 
     torch.set_num_threads(1)
-    script = _load_train_isic()
     ctx = init_distributed("cpu")
-    rt = script.runtime("cpu", "off", "off")
+    rt = runtime("cpu", "off", "off")
     res = {}
     for i, (scenario, epochs) in enumerate(SCENARIOS.items()):
         run_dir = Path(out_dir) / f"s{i}-rank{ctx.rank}"  # each rank its own folder: no shared filesystem
         run_dir.mkdir()
         epoch = epochs[ctx.rank]
-        written = _write_ckpt(script, run_dir, epoch, seed=100 * i + ctx.rank) if epoch is not None else None
+        written = _write_ckpt(run_dir, epoch, seed=100 * i + ctx.rank) if epoch is not None else None
         rank0_file = ctx.broadcast(written)  # what rank 0's file holds, for the check
         torch.manual_seed(7 + ctx.rank)  # each rank its own fresh init
-        model = script.build_model(CNAS_ISIC_s4, 3, NET)
-        optimizer, scheduler, scaler = script.make_optimizer(OPT, model, rt)
-        state = script.resume(run_dir, model, optimizer, scheduler, scaler, ctx)
-        momentum = [v["momentum_buffer"].sum().item() for v in optimizer.state_dict()["state"].values()]
+        model = build_model(CNAS_ISIC_s4, 3, NET)
+        optim = make_optimisation(OPT, model, torch.nn.CrossEntropyLoss(), rt)
+        state = resume(run_dir, model, optim, ctx)
+        momentum = [v["momentum_buffer"].sum().item() for v in optim.optimizer.state_dict()["state"].values()]
         res[scenario] = {
-            "epoch": state["epoch"], "history": state["history"], "lr": optimizer.param_groups[0]["lr"],
+            "epoch": state["epoch"], "history": state["history"], "lr": optim.optimizer.param_groups[0]["lr"],
             "momentum": momentum,
             "matches_rank0_file": rank0_file is not None and all(
                 torch.equal(v, rank0_file[k]) for k, v in model.state_dict().items())}
@@ -106,7 +100,7 @@ def _worker(out_dir):
     common.memory.available_bytes = lambda device, cached=True: room
     cfg = {"IMAGE_SIZE": 32, "BATCH_SIZE": 8, "AUXILIARY_WEIGHT": 0.4, "ARCH": None}
     try:
-        script.check_memory(cfg, script.build_model(CNAS_ISIC_s4, 3, NET), 3, rt, ctx)
+        check_memory(cfg, build_model(CNAS_ISIC_s4, 3, NET), 3, rt, ctx)
         res["memory"] = "passed"
     except SystemExit as exc:
         res["memory"] = f"SystemExit {exc.code}"

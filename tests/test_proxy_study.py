@@ -20,7 +20,7 @@ from common.search.candidate import NonFiniteLoss
 from common.study import measure as study_measure
 from common.study.measure import PartLog, random_genotypes, search_top
 from common.study.report import HIGHER_IS_BETTER, correlations, csv_text, format_table, report_markdown, study_rows
-from conftest import load_script
+from conftest import killed_after_epoch, load_script
 
 CLASSES = ["MEL", "NV", "BCC", "UNK"]
 COLOURS = {"MEL": (60, 30, 20), "NV": (160, 100, 70), "BCC": (220, 160, 200)}
@@ -272,19 +272,15 @@ def _study(args, calls, interrupt_after_epoch=None):
     def load(relpath):
         script = real_load(relpath)
         if relpath.endswith("train_isic.py"):
-            train_main, real_save = script.main, script.save_epoch
+            train_main = script.main
             script.main = lambda argv: calls.append(argv) or train_main(argv)
-
-            def save_epoch(run_dir, row, *a, **k):
-                real_save(run_dir, row, *a, **k)
-                if row["epoch"] == interrupt_after_epoch:
-                    raise KeyboardInterrupt
-
-            script.save_epoch = save_epoch
         return script
 
     module._load_script = load
-    return module.main(args)
+    if interrupt_after_epoch is None:
+        return module.main(args)
+    with killed_after_epoch(interrupt_after_epoch):
+        return module.main(args)
 
 
 def test_study_writes_every_file(tiny):

@@ -8,14 +8,21 @@ import onnxruntime as ort
 import pytest
 import torch
 import torchvision
-from test_train_isic import CLASSES, write_isic
 
+import compare
+import predict
+import train_isic
 from common.arch.baselines import BASELINES, cam_layer, head_name, unwrap
+from common.arch.genotypes import from_dict
 from common.config import ConfigError
 from common.device import runtime
+from common.labeled import results
 from common.labeled.cam import GradCAM
-from common.labeled.model_card import count_macs
-from conftest import load_script
+from common.labeled.model import build_model
+from common.labeled.model_card import count_macs, count_params
+from common.labeled.training import TrainStep, train_one_epoch
+from conftest import ISIC_CLASSES as CLASSES
+from conftest import write_isic
 
 SMALL = ["--IMAGE_SIZE=32", "--EPOCHS=1", "--BATCH_SIZE=8", "--NUM_WORKERS=0", "--N_CAM=2", "--VAL_FRACTION=0.25",
          "--RESIZED_CACHE=off", "--LR=0.05", "--LATENCY_RUNS=3"]
@@ -27,7 +34,7 @@ USUAL = ("config.json", "genotype.json", "runtime.json", "split.csv", "history.j
 
 @pytest.fixture(scope="module")
 def script():
-    return load_script("eval/train_isic.py")
+    return train_isic
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +92,7 @@ def test_baseline_run_writes_every_file_and_a_model_card(baseline_run):
 
 
 @pytest.mark.parametrize("which", ["genotype_run", "baseline_run"])
-def test_onnx_export_runs_in_onnxruntime_like_the_checkpoint(script, request, which):
+def test_onnx_export_runs_in_onnxruntime_like_the_checkpoint(request, which):
     run = request.getfixturevalue(which)
     card = read_json(run / "model_card.json")["onnx"]
     assert card["ok"] and card["path"] == str(run / "model.onnx") and card["max_abs_diff"] <= 1e-4
@@ -94,8 +101,8 @@ def test_onnx_export_runs_in_onnxruntime_like_the_checkpoint(script, request, wh
 
     # independently of the run's own check: best.pt rebuilt as predict mode does, against onnxruntime at batch 3
     best = torch.load(run / "best.pt", map_location="cpu", weights_only=True)
-    genotype = script.from_dict(best["genotype"]) if best["genotype"] is not None else None
-    model = script.build_model(genotype, len(CLASSES), best["config"])
+    genotype = from_dict(best["genotype"]) if best["genotype"] is not None else None
+    model = build_model(genotype, len(CLASSES), best["config"])
     model.load_state_dict(best["model"])
     x = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
@@ -114,7 +121,6 @@ def test_genotype_card_counts_parameters_without_the_auxiliary_head(genotype_run
 
 
 def test_compare_tables_a_genotype_run_and_a_baseline_run(genotype_run, baseline_run, tmp_path):
-    compare = load_script("eval/compare.py")
     out = tmp_path / "cmp"
     lines = []
     compare.main([str(genotype_run), str(baseline_run), f"--OUT_DIR={out}", "--SORT_BY=macs"], log=lines.append)
@@ -129,9 +135,9 @@ def test_compare_tables_a_genotype_run_and_a_baseline_run(genotype_run, baseline
     assert (out / "accuracy_vs_macs.png").stat().st_size > 0 and "| darts |" in (out / "comparison.md").read_text()
 
 
-def test_predict_dir_with_a_baseline_checkpoint(script, baseline_run, isic, tmp_path):
+def test_predict_py_with_a_baseline_checkpoint(baseline_run, isic, tmp_path):
     out = tmp_path / "pred"
-    script.main([f"--PREDICT_DIR={isic / 'ISIC_2019_Training_Input'}", f"--CHECKPOINT={baseline_run / 'best.pt'}",
+    predict.main([f"--PREDICT_DIR={isic / 'ISIC_2019_Training_Input'}", f"--CHECKPOINT={baseline_run / 'best.pt'}",
                  f"--OUT_DIR={out}", "--NUM_WORKERS=0"])
     rows = list(csv.reader(open(out / "submission.csv")))
     assert rows[0] == ["image", *CLASSES] and len(rows) == 25
@@ -142,18 +148,17 @@ def test_predict_dir_with_a_baseline_checkpoint(script, baseline_run, isic, tmp_
 
 
 @pytest.mark.parametrize("name", BASELINES)
-def test_each_baseline_builds_trains_a_step_and_explains(script, name):
+def test_each_baseline_builds_trains_a_step_and_explains(name):
     cfg = {"ARCH": name, "INIT_CHANNELS": 8, "LAYERS": 3, "AUXILIARY_WEIGHT": 0.4}  # the last three are ignored
     torch.manual_seed(0)
     rt = runtime("cpu", "off", "on")
-    model = rt.place(script.build_model(None, len(CLASSES), cfg))
-    assert script.model_card.count_params(model) == sum(p.numel() for p in torchvision_model(name).parameters())
+    model = rt.place(build_model(None, len(CLASSES), cfg))
+    assert count_params(model) == sum(p.numel() for p in torchvision_model(name).parameters())
     x, y = torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 1])
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    scaler = torch.amp.GradScaler("cpu", enabled=False)
-    loss = script.train_one_epoch(model, [(x, y, torch.arange(4))], torch.nn.CrossEntropyLoss(), optimizer, scaler, rt,
-                                  aux_weight=0.4, grad_clip=5.0)
+    step = TrainStep(criterion=torch.nn.CrossEntropyLoss(), optimizer=torch.optim.SGD(model.parameters(), lr=0.1,
+                     momentum=0.9), scaler=torch.amp.GradScaler("cpu", enabled=False), aux_weight=0.4, grad_clip=5.0)
+    loss = train_one_epoch(model, [(x, y, torch.arange(4))], step, rt)
     assert np.isfinite(loss)
     changed = [k for k, v in model.state_dict().items() if v.is_floating_point() and not torch.equal(v, before[k])]
     assert any(k.startswith(head_name(unwrap(model)) + ".") for k in changed)  # the fresh head learned
@@ -215,7 +220,7 @@ def test_compatible_weights_file_is_loaded(script, isic, tmp_path, capsys):
 
 
 def test_onnx_mismatch_finishes_the_run_then_fails_in_one_line(script, isic, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(script, "onnx_prob_diff", lambda path, model, images: 0.5)  # as a broken export would give
+    monkeypatch.setattr(results, "onnx_prob_diff", lambda path, model, images: 0.5)  # as a broken export would give
     out = tmp_path / "run"
     err = _cli_error(script, capsys, [f"--DATA_DIR={isic}", f"--OUT_DIR={out}", *SMALL, *DARTS, "--N_CAM=0",
                                       "--EXPORT_ONNX=True"])

@@ -11,11 +11,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_train_isic import write_isic
 
+import train_isic
+from common.arch.genotypes import from_dict
 from common.device import runtime
+from common.labeled.data import load_data, make_loaders
 from common.labeled.distributed import DistContext, ShardSampler
-from conftest import ROOT, load_script
+from common.labeled.model import build_model
+from common.labeled.torchrun import on_main
+from conftest import ROOT, write_isic
 
 WORLD = 2
 EPOCHS = 6  # short epochs (about 0.3 s here): the kill lands within the first few, the resumed run has some left
@@ -28,7 +32,7 @@ TIMEOUT_S = 300  # one torchrun job, generous for a busy 2-core machine
 
 @pytest.fixture(scope="module")
 def script():
-    return load_script("eval/train_isic.py")
+    return train_isic
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +130,7 @@ def epoch_lines(log, epoch):
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="gloo torchrun job on Linux")
-def test_ddp_run_scores_every_image_once_and_rank_0_alone_writes(script, uninterrupted):
+def test_ddp_run_scores_every_image_once_and_rank_0_alone_writes(uninterrupted):
     run, log = uninterrupted
     assert [p.name for p in run.parent.iterdir()] == ["run"]  # one run folder: rank 1 made none of its own
     assert "torchrun: 2 processes" in log and "4 images per process per step" in log
@@ -149,7 +153,7 @@ def test_ddp_run_scores_every_image_once_and_rank_0_alone_writes(script, uninter
     # checkpoints hold the bare model's weights: they load strictly, without DDP's 'module.' prefix
     ckpt = torch.load(run / "best.pt", map_location="cpu", weights_only=True)
     assert not any(k.startswith("module.") for k in ckpt["model"])
-    model = script.build_model(script.from_dict(ckpt["genotype"]), len(ckpt["classes"]), ckpt["config"])
+    model = build_model(from_dict(ckpt["genotype"]), len(ckpt["classes"]), ckpt["config"])
     model.load_state_dict(ckpt["model"])
     assert (run / "model_card.json").is_file() and len(list((run / "cam").glob("*.png"))) == 1
 
@@ -183,25 +187,25 @@ def rank_ctx(rank):
 @pytest.mark.parametrize("balance", ["loss", "both"])
 def test_loaders_give_each_rank_its_share(script, isic, tmp_path, balance):
     cfg, _ = script.resolve_config([f"--DATA_DIR={isic}", *ARGS, f"--CLASS_BALANCE={balance}"])
-    data = script.load_data(cfg)
+    data = load_data(cfg)
     splits = {s: getattr(data, s) for s in ("train", "val", "test")}
     rt = runtime("cpu", "off", "off")
-    made = [script.make_loaders(cfg, data, splits, tmp_path, rt, rank_ctx(r)) for r in range(WORLD)]
-    trains = [list(sampler) for _, sampler, _ in made]
+    made = [make_loaders(cfg, data, splits, tmp_path, rt, rank_ctx(r)) for r in range(WORLD)]
+    trains = [list(loaders.sampler) for loaders in made]
     n_train = len(splits["train"])
-    for loaders, sampler, _ in made:
-        assert loaders["train"].batch_size == loaders["val"].batch_size == 4  # BATCH_SIZE 8 over 2 processes
-        assert len(loaders["train"]) == len(sampler) // 4  # as many steps on each rank (drop_last)
-        assert isinstance(loaders["val"].sampler, ShardSampler)
-        assert isinstance(loaders["test"].sampler, torch.utils.data.SequentialSampler)  # read whole by rank 0, at the end
+    for loaders in made:
+        assert loaders.train.batch_size == loaders.val.batch_size == 4  # BATCH_SIZE 8 over 2 processes
+        assert len(loaders.train) == len(loaders.sampler) // 4  # as many steps on each rank (drop_last)
+        assert isinstance(loaders.val.sampler, ShardSampler)
+        assert isinstance(loaders.test.sampler, torch.utils.data.SequentialSampler)  # read whole by rank 0, at the end
     assert len(trains[0]) == len(trains[1]) == -(-n_train // WORLD)
     if balance == "loss":  # a shuffled permutation split in two (one image repeated to even them out)
         assert set(trains[0] + trains[1]) == set(range(n_train))
     else:  # one weighted draw with replacement per epoch, dealt out
         assert trains[0] != trains[1] and all(0 <= i < n_train for i in trains[0] + trains[1])
-    val = [list(loaders["val"].sampler) for loaders, _, _ in made]
+    val = [list(loaders.val.sampler) for loaders in made]
     assert sorted(val[0] + val[1]) == list(range(len(splits["val"])))  # each image once over the ranks
-    whole = script.final_loaders(made[0][0], rank_ctx(0))["val"]
+    whole = made[0].for_results(rank_ctx(0)).val
     assert list(whole.sampler) == list(range(len(splits["val"]))) and whole.batch_size == 4
 
 
@@ -221,7 +225,7 @@ def test_torchrun_refusals_are_one_line_from_rank_0(script, isic, tmp_path, caps
     assert err == "error: --BATCH_SIZE=7 is the global batch and must divide among 2 processes; use 6 or 8"
     assert _rank_error(script, capsys, monkeypatch, 1, args) == ""  # the same error, not said twice
     err = _rank_error(script, capsys, monkeypatch, 0, [f"--PREDICT_DIR={tmp_path}", f"--OUT_DIR={out}"])
-    assert err.startswith("error: --PREDICT_DIR runs in one process") and len(err.splitlines()) == 1
+    assert err.startswith("error: --PREDICT_DIR: predicting a folder is its own script now") and len(err.splitlines()) == 1
     assert not out.exists()  # refused before any folder
 
 
@@ -237,15 +241,15 @@ class OtherRank:
         return self.sent
 
 
-def test_on_main_hands_rank_0s_result_or_its_failure_to_the_others(script):
+def test_on_main_hands_rank_0s_result_or_its_failure_to_the_others():
     calls = []
 
     def work(x):
         calls.append(x)
         return x * 2
 
-    assert script.on_main(OtherRank(("run folder", False)), work, 1) == "run folder" and calls == []  # rank 0's
-    assert script.on_main(OtherRank((None, False)), work, 3, share=False) == 6 and calls == [3]  # after rank 0
+    assert on_main(OtherRank(("run folder", False)), work, 1) == "run folder" and calls == []  # rank 0's
+    assert on_main(OtherRank((None, False)), work, 3, share=False) == 6 and calls == [3]  # after rank 0
     with pytest.raises(SystemExit) as exc:  # rank 0 failed (and says why): no second attempt, no second message
-        script.on_main(OtherRank((None, True)), work, 5, share=False)
+        on_main(OtherRank((None, True)), work, 5, share=False)
     assert exc.value.code == 2 and calls == [3]

@@ -11,38 +11,22 @@ import pytest
 import torch
 from PIL import Image
 
+import predict
+import train_isic
 from common.arch.genotypes import CNAS_ISIC_s4, CNAS_ISIC_s5
 from common.config import ConfigError
 from common.labeled.metrics import balanced_accuracy_from_csv
-from conftest import ROOT, load_script
+from common.labeled.model import build_model, check_memory
+from conftest import ISIC_CLASSES as CLASSES
+from conftest import ROOT, killed_after_epoch, write_isic
 
-CLASSES = ["MEL", "NV", "BCC", "UNK"]  # UNK as in ISIC 2019: a column that is never 1 in training
-COLOURS = {"MEL": (70, 40, 30), "NV": (170, 110, 80), "BCC": (210, 150, 160)}
 TINY = ["--IMAGE_SIZE=32", "--INIT_CHANNELS=8", "--LAYERS=3", "--EPOCHS=2", "--BATCH_SIZE=8", "--NUM_WORKERS=0",
         "--N_CAM=3", "--GENOTYPE=CNAS_ISIC_s4", "--VAL_FRACTION=0.25", "--RESIZED_CACHE=off", "--LR=0.05"]
 
 
-def write_isic(root, n=36, seed=0, image_column="image"):
-    """An ISIC 2019 layout: <root>/ISIC_2019_Training_Input/*.jpg and the one-hot ground-truth CSV."""
-    rng = np.random.default_rng(seed)
-    folder = root / "ISIC_2019_Training_Input"
-    folder.mkdir(parents=True)
-    rows = []
-    for i in range(n):
-        cls = list(COLOURS)[i % len(COLOURS)]
-        pixels = np.clip(np.array(COLOURS[cls]) + rng.normal(0, 25, (48, 64, 3)), 0, 255).astype(np.uint8)
-        name = f"ISIC_{i:07d}"
-        Image.fromarray(pixels).save(folder / f"{name}.jpg", quality=90)
-        rows.append([name] + ["1.0" if c == cls else "0.0" for c in CLASSES])
-    truth = root / "ISIC_2019_Training_GroundTruth.csv"
-    with open(truth, "w", newline="") as f:
-        csv.writer(f).writerows([[image_column, *CLASSES], *rows])
-    return truth
-
-
 @pytest.fixture(scope="module")
 def script():
-    return load_script("eval/train_isic.py")
+    return train_isic
 
 
 @pytest.fixture(scope="module")
@@ -121,21 +105,12 @@ def test_end_to_end_writes_every_file(finished_run, isic):
     assert card["image_size"] == 32 and card["cpu_latency_ms"]["runs"] == 30 and card["model"] == "CNAS_ISIC_s4"
 
 
-def test_resumed_run_matches_uninterrupted(script, finished_run, isic, tmp_path, monkeypatch, capsys):
+def test_resumed_run_matches_uninterrupted(script, finished_run, isic, tmp_path, capsys):
     out = tmp_path / "resumed"
     args = [f"--DATA_DIR={isic}", f"--OUT_DIR={out}", *TINY]
-    real_save = script.save_checkpoint
-
-    def kill_after_first_epoch(path, obj):  # a kill right after epoch 1's ckpt.pt is on disk
-        real_save(path, obj)
-        if path.name == "ckpt.pt":
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(script, "save_checkpoint", kill_after_first_epoch)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt), killed_after_epoch(1):  # a kill right after epoch 1's ckpt.pt is on disk
         script.main(args)
     assert not (out / "metrics.json").exists()
-    monkeypatch.setattr(script, "save_checkpoint", real_save)
     capsys.readouterr()
     script.main(args + ["--ALLOW_RUNTIME_CHANGE=True", "--NUM_WORKERS=0"])  # neither is compared on resume
     log = capsys.readouterr().out
@@ -206,22 +181,13 @@ def test_corrected_command_runs_after_a_typo(script, isic, tmp_path, capsys):
     assert json.loads((out / "config.json").read_text())["MEAN"] == [0.5, 0.5, 0.5]
 
 
-def test_resume_refuses_another_runtime_or_other_data(script, tmp_path, monkeypatch, capsys):
+def test_resume_refuses_another_runtime_or_other_data(script, tmp_path, capsys):
     data = tmp_path / "isic"
     truth = write_isic(data, n=24)
     out = tmp_path / "run"
     args = [f"--DATA_DIR={data}", f"--OUT_DIR={out}", *TINY, "--N_CAM=0"]
-    real_save = script.save_checkpoint
-
-    def kill_after_first_epoch(path, obj):
-        real_save(path, obj)
-        if path.name == "ckpt.pt":
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(script, "save_checkpoint", kill_after_first_epoch)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt), killed_after_epoch(1):
         script.main(args)
-    monkeypatch.setattr(script, "save_checkpoint", real_save)
     assert json.loads((out / "runtime.json").read_text())["autocast"] == "off"  # resolved on this CPU
     files = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
 
@@ -273,7 +239,7 @@ def test_unknown_genotype_from_the_command_line(tmp_path):
     assert not (tmp_path / "run").exists()  # stopped before any run folder was made
 
 
-def test_predict_dir_writes_a_submission(script, finished_run, tmp_path):
+def test_predict_py_writes_a_submission(finished_run, tmp_path):
     folder = tmp_path / "test_images"
     (folder / "sub").mkdir(parents=True)
     for i, where in enumerate((folder, folder, folder / "sub")):
@@ -281,8 +247,8 @@ def test_predict_dir_writes_a_submission(script, finished_run, tmp_path):
     (folder / "ISIC_broken.jpg").write_bytes(b"")  # zero bytes: skipped and recorded
     (folder / "notes.txt").write_text("not an image")  # ignored
     out = tmp_path / "pred"
-    script.main([f"--PREDICT_DIR={folder}", f"--CHECKPOINT={finished_run / 'best.pt'}", f"--OUT_DIR={out}",
-                 "--NUM_WORKERS=0"])
+    predict.main([f"--PREDICT_DIR={folder}", f"--CHECKPOINT={finished_run / 'best.pt'}", f"--OUT_DIR={out}",
+                  "--NUM_WORKERS=0"])
     rows = read_csv(out / "submission.csv")
     assert rows[0] == ["image", *CLASSES]
     assert sorted(r[0] for r in rows[1:]) == ["ISIC_9000000", "ISIC_9000001", "ISIC_9000002"]
@@ -292,10 +258,16 @@ def test_predict_dir_writes_a_submission(script, finished_run, tmp_path):
     assert [r[0].endswith("ISIC_broken.jpg") for r in skipped[1:]] == [True]
 
 
+def test_predict_dir_in_train_isic_names_the_new_script(script, tmp_path, capsys):
+    err = _cli_error(script, capsys, [f"--PREDICT_DIR={tmp_path}", f"--OUT_DIR={tmp_path / 'run'}"])
+    assert err.startswith("error: --PREDICT_DIR: predicting a folder is its own script now: python predict.py")
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize("genotype", [CNAS_ISIC_s4, CNAS_ISIC_s5], ids=["CNAS_ISIC_s4", "CNAS_ISIC_s5"])
-def test_paper_genotypes_build_at_224(script, genotype):
+def test_paper_genotypes_build_at_224(genotype):
     cfg = {"INIT_CHANNELS": 8, "LAYERS": 6, "AUXILIARY_WEIGHT": 0.4}
-    model = script.build_model(genotype, 9, cfg).eval()
+    model = build_model(genotype, 9, cfg).eval()
     with torch.no_grad():
         logits, aux = model(torch.randn(1, 3, 224, 224))
     assert logits.shape == (1, 9) and aux is None and torch.isfinite(logits).all()
@@ -347,8 +319,7 @@ def test_a_batch_that_cannot_fit_stops_before_the_first_epoch(script, isic, tmp_
     args = [f"--DATA_DIR={isic}", f"--OUT_DIR={out}", *TINY, "--BATCH_SIZE=160", "--EPOCHS=1"]
     rng = torch.get_rng_state()
     mem = common.memory.probe_classifier(
-        lambda: script.build_model(CNAS_ISIC_s4, 4, {"ARCH": None, "INIT_CHANNELS": 8, "LAYERS": 3,
-                                                     "AUXILIARY_WEIGHT": 0.4}),
+        lambda: build_model(CNAS_ISIC_s4, 4, {"ARCH": None, "INIT_CHANNELS": 8, "LAYERS": 3, "AUXILIARY_WEIGHT": 0.4}),
         image_size=32, n_classes=4, batch_size=160, device="cpu")
     assert torch.equal(rng, torch.get_rng_state())  # the probe leaves the seeded streams alone
     room = int(mem.bytes_at(40) / common.memory.HEADROOM)  # batch 32 fits, 64 does not
@@ -362,14 +333,14 @@ def test_a_batch_that_cannot_fit_stops_before_the_first_epoch(script, isic, tmp_
     assert "even BATCH_SIZE=2 would not fit: lower IMAGE_SIZE or INIT_CHANNELS" in err and not out.exists()
 
 
-def test_the_step_memory_is_printed_before_training(script, capsys):
+def test_the_step_memory_is_printed_before_training(capsys):
     """What check_memory prints (and returns) when the step fits."""
     from common.device import runtime
     from common.labeled.distributed import DistContext
 
-    need = script.check_memory({"IMAGE_SIZE": 32, "BATCH_SIZE": 8, "AUXILIARY_WEIGHT": 0.4, "ARCH": None},
-                               script.build_model(CNAS_ISIC_s4, 4, {"ARCH": None, "INIT_CHANNELS": 8, "LAYERS": 3,
-                                                                    "AUXILIARY_WEIGHT": 0.4}),
-                               4, runtime("cpu", "off", "off"), DistContext())
+    need = check_memory({"IMAGE_SIZE": 32, "BATCH_SIZE": 8, "AUXILIARY_WEIGHT": 0.4, "ARCH": None},
+                        build_model(CNAS_ISIC_s4, 4, {"ARCH": None, "INIT_CHANNELS": 8, "LAYERS": 3,
+                                                      "AUXILIARY_WEIGHT": 0.4}),
+                        4, runtime("cpu", "off", "off"), DistContext())
     line = capsys.readouterr().out.strip()
     assert need > 0 and line.startswith("step memory: about") and "per step on cpu" in line

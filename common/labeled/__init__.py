@@ -1,2 +1,6 @@
-"""Training with labels: seeding and epochs (training), metrics, Grad-CAM (cam), size/speed and ONNX (model_card),
-and data-parallel training under torchrun (distributed)."""
+"""Training with labels, one concept per module: run (one training, data -> model -> epochs -> results: what
+train_isic.py and the proxy study run), data (dataset, split, resized copies, loaders), model (architecture, network,
+memory probe), epochs (loss, optimizer, one epoch, resume, checkpoints), training (one pass, prediction, seeding,
+checkpoint files), results (metrics.json, figures, Grad-CAM, model card, ONNX), submission (predict a folder),
+metrics, cam, model_card, pretrain (self-supervised pre-training of the eval network), and the torchrun pieces:
+distributed (process group, samplers, gathering) and torchrun (refusals, rank 0 decides, one voice)."""

@@ -2,6 +2,7 @@
 import io
 import math
 import random
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,12 +20,23 @@ def seed_everything(seed):
     torch.manual_seed(seed)
 
 
-def train_one_epoch(model, loader, criterion, optimizer, scaler, rt, aux_weight=0.0, grad_clip=None, desc="train",
-                    progress=True):
-    """One pass with a progress bar; the model returns (logits, aux logits or None). Returns the mean main loss.
+@dataclass(frozen=True, kw_only=True)
+class TrainStep:
+    """What one optimisation step does besides the forward pass: loss = criterion(logits) + aux_weight *
+    criterion(aux logits); gradients unscaled (fp16) and clipped to grad_clip (0 or None: no clipping); the optimizer
+    steps through the scaler."""
 
-    Loss = criterion(logits) + aux_weight * criterion(aux); gradients are unscaled (fp16) before clipping.
-    progress False: no bar (a torchrun rank other than 0: one bar per job); True: a bar when stderr is a terminal.
+    criterion: nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    aux_weight: float = 0.0
+    grad_clip: float | None = None
+
+
+def train_one_epoch(model, loader, step, rt, desc="train", progress=True):
+    """One pass with a progress bar; the model returns (logits, aux logits or None); `step` a TrainStep. Returns the
+    mean main loss. progress False: no bar (a torchrun rank other than 0: one bar per job); True: a bar when stderr is
+    a terminal.
     """
     model.train()
     total = torch.zeros((), device=rt.device)  # summed on the device: no host sync per step
@@ -34,15 +46,15 @@ def train_one_epoch(model, loader, criterion, optimizer, scaler, rt, aux_weight=
         x, y = rt.inputs(x), y.to(rt.device, non_blocking=True)
         with rt.autocast():
             logits, aux = model(x)
-            loss = criterion(logits.float(), y)
-            full = loss + aux_weight * criterion(aux.float(), y) if aux is not None and aux_weight else loss
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(full).backward()
-        if grad_clip:
-            scaler.unscale_(optimizer)
-            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        scaler.step(optimizer)
-        scaler.update()
+            loss = step.criterion(logits.float(), y)
+            full = loss + step.aux_weight * step.criterion(aux.float(), y) if aux is not None and step.aux_weight else loss
+        step.optimizer.zero_grad(set_to_none=True)
+        step.scaler.scale(full).backward()
+        if step.grad_clip:
+            step.scaler.unscale_(step.optimizer)
+            nn.utils.clip_grad_norm_(model.parameters(), step.grad_clip)
+        step.scaler.step(step.optimizer)
+        step.scaler.update()
         total += loss.detach() * len(y)
         seen += len(y)
     return (total / max(seen, 1)).item()
