@@ -53,13 +53,16 @@ def _num(v):
 
 
 def plot_search_curve(trials, path):
-    """Loss per successful trial (dots), running best (step line), failed trials (red x along the top)."""
+    """Loss per successful trial (dots), running best (step line), failed trials (red x along the top) and trials
+    stopped early (grey triangles along the top: their loss is an earlier epoch's, not comparable)."""
     import matplotlib
 
     trials = sorted(trials, key=lambda t: t.get("trial", 0))
     good = [t.get("status") == "ok" and math.isfinite(_num(t.get("loss"))) for t in trials]
     ok = [(t.get("trial", 0), _num(t.get("loss"))) for t, g in zip(trials, good) if g]
-    failed = [t.get("trial", 0) for t, g in zip(trials, good) if not g]  # 'fail', or 'ok' without a usable loss
+    stopped = [t.get("trial", 0) for t in trials if t.get("status") == "stopped"]
+    failed = [t.get("trial", 0) for t, g in zip(trials, good)  # 'fail', or 'ok' without a usable loss
+              if not g and t.get("status") != "stopped"]
     with matplotlib.rc_context(STYLE):
         fig = _figure((5, 3.2))
         ax = fig.add_subplot()
@@ -68,7 +71,7 @@ def plot_search_curve(trials, path):
             best = np.minimum.accumulate(y)
             ax.scatter(x, y, s=14, color=BLUE, alpha=0.6, lw=0, label="trial", zorder=3)
             # extend the running best to the last trial so the line spans the whole search
-            x_end = max(x[-1], max(failed, default=x[-1]))
+            x_end = max(x[-1], max(failed + stopped, default=x[-1]))
             ax.step(np.append(x, x_end), np.append(best, best[-1]), where="post", color=ORANGE, lw=1.6,
                     label="best so far", zorder=2)
             i = int(np.argmin(y))
@@ -85,6 +88,9 @@ def plot_search_curve(trials, path):
             # failures have no loss: mark them along the top edge (x in data units, y in axes units)
             ax.scatter(failed, [0.96] * len(failed), transform=ax.get_xaxis_transform(), marker="x", s=22,
                        color=RED, lw=1.2, label=f"failed ({len(failed)})", zorder=4, clip_on=False)
+        if stopped:
+            ax.scatter(stopped, [0.96] * len(stopped), transform=ax.get_xaxis_transform(), marker="v", s=18,
+                       color=GREY, lw=0, label=f"stopped early ({len(stopped)})", zorder=4, clip_on=False)
         if trials:
             ax.legend(loc="best")
         ax.xaxis.get_major_locator().set_params(integer=True)

@@ -1,4 +1,5 @@
-"""Label-free architecture search: TPE (or random search) over DARTS cells, scored by a contrastive NCE loss.
+"""Label-free architecture search: TPE (or random search, or regularized evolution) over DARTS cells, scored by a
+contrastive NCE loss; optionally with early stopping of poor trials.
 
     cd search && python search.py                      # demo: built-in synthetic lesions, small preset
     cd search && python search.py --DATA_DIR=/data/ISIC_2019_Training_Input   # paper settings
@@ -23,10 +24,14 @@ from common.device import check_resumed_runtime, runtime  # noqa: E402
 from common.figures import plot_search_curve  # noqa: E402
 from common.memory import StepMemory, check_fits, memory_line  # noqa: E402
 from common.runs import atomic_write_json, mark_finished, new_run_dir, start_run_dir  # noqa: E402
+from common.search.early_stop import RULES as _RULES  # noqa: E402
+from common.search.early_stop import StopSettings, full_trial_epochs  # noqa: E402
+from common.search.early_stop import reference as stop_reference  # noqa: E402
 from common.search.executors import KINDS as _EXECUTORS  # noqa: E402  (private names: upper-case ones are settings)
 from common.search.executors import ExecutorSettings, InlineExecutor, make_executor  # noqa: E402
 from common.search.loop import SearchLoop, SearchStopped, eta_minutes  # noqa: E402
-from common.search.tpe import make_suggest, search_space  # noqa: E402
+from common.search.strategy import ALGOS as _ALGOS  # noqa: E402
+from common.search.strategy import make_strategy  # noqa: E402
 from common.search.trial import PROBE_TASK as _PROBE_TASK  # noqa: E402
 from common.search.trial import SCORES as _SCORES  # noqa: E402
 from common.search.trial import budget_check, evaluate_trial, step_memory, worker_run, worker_setup  # noqa: E402
@@ -37,12 +42,20 @@ DATA_DIR = None  # folder of images, searched recursively (labels never read); N
 IMAGE_SIZE = 32  # px, side of the cached images and of every view
 MAX_IMAGES = None  # use a seeded random subset of this many images (None = all)
 # search
-N_TRIALS = 120  # finished (ok) trials to run
-ALGO = "tpe"  # 'tpe' | 'random' (the baseline)
+N_TRIALS = 120  # finished trials to run (ok, or stopped early by EARLY_STOP)
+EPOCH_BUDGET = None  # or stop once the trials have trained this many epochs in all (never more); None = N_TRIALS only
+ALGO = "tpe"  # 'tpe' | 'random' (the baseline) | 'evolution' (regularized evolution, Real et al. 2019)
 SPACE = "paper"  # 'paper' (one op per candidate edge, the CSNAS encoding) | 'explicit' (per node: 2 inputs, 2 ops)
 SCORE = "nce"  # 'nce' (contrastive training, the paper's method) | 'nce_init' (its loss without training) |
 # 'naswot' | 'synflow' (training-free, seconds)
 TPE_STARTUP = 20  # random trials before TPE models the history (hyperopt's default)
+POPULATION = 20  # ALGO='evolution': members kept (the last trials told); proposals are random until it is full
+SAMPLE_SIZE = 5  # ALGO='evolution': members drawn per proposal; the best of them is mutated (one op or one input)
+# early stopping of poor nce trials, decided after each epoch (common/search/early_stop.py)
+EARLY_STOP = "none"  # 'none' | 'median' (median stopping rule) | 'halving' (asynchronous successive halving)
+GRACE_EPOCHS = 1  # epochs every trial trains before it can be stopped; halving's first rung
+REDUCTION_FACTOR = 3  # halving: rungs at GRACE_EPOCHS x REDUCTION_FACTOR^k epochs, each keeping the best 1/this
+MIN_REFERENCE = 3  # a rule decides only against at least this many finished trials at that epoch
 MAX_FAILURES = 10  # stop with a message after this many failed trials (NaN loss, out of memory, ...)
 # budget: the size of the eval network the genotype becomes (train_isic.py's paper settings, see BUDGET_NETWORK)
 MAX_PARAMS = None  # parameters; a proposal above it is recorded as over_budget, not trained (None = no limit)
@@ -89,7 +102,8 @@ DEBUG = False  # show tracebacks for user errors and failed trials
 PRESETS = {
     "paper": {},  # the constants above are the paper's settings
     # sized so that the search demo finishes in under 10 minutes on a 2-core laptop CPU: 320 of the 720 demo lesions
-    "demo": dict(N_TRIALS=10, TPE_STARTUP=5, EPOCHS=2, INIT_CHANNELS=16, LAYERS=5, BATCH_SIZE=64, MAX_IMAGES=320),
+    "demo": dict(N_TRIALS=10, TPE_STARTUP=5, POPULATION=5, SAMPLE_SIZE=2, EPOCHS=2, INIT_CHANNELS=16, LAYERS=5,
+                 BATCH_SIZE=64, MAX_IMAGES=320),
 }
 _RESUME_MAY_CHANGE = ("OUT_DIR", "DEVICE", "DECODE_WORKERS", "THREADS", "DEBUG", "MAX_FAILURES", "MAX_OVER_BUDGET",
                       "ALLOW_RUNTIME_CHANGE", "WORKERS", "EXECUTOR", "RAY_ADDRESS", "TRIALS_PER_GPU")
@@ -97,7 +111,8 @@ _RESUME_MAY_CHANGE = ("OUT_DIR", "DEVICE", "DECODE_WORKERS", "THREADS", "DEBUG",
 
 def check_settings(cfg):
     """Every setting checked before anything is written: a typo leaves no run folder behind."""
-    check_choice(cfg, "ALGO", ("tpe", "random"))
+    check_choice(cfg, "ALGO", _ALGOS)
+    check_choice(cfg, "EARLY_STOP", _RULES)
     check_choice(cfg, "SPACE", G.SPACES)
     check_choice(cfg, "SCORE", _SCORES)
     check_choice(cfg, "EXECUTOR", _EXECUTORS)
@@ -106,6 +121,7 @@ def check_settings(cfg):
         check_number(cfg, name, 1, integer=True)  # 0 would end in a traceback (no trial, no epoch, no batch)
     check_number(cfg, "IMAGE_SIZE", 8, integer=True)
     check_number(cfg, "TPE_STARTUP", 0, integer=True)
+    check_search_strategy(cfg)
     check_number(cfg, "THREADS", 0, integer=True)
     check_number(cfg, "MAX_IMAGES", 2, integer=True, none_ok=True)
     check_number(cfg, "DECODE_WORKERS", 1, integer=True, none_ok=True)
@@ -132,6 +148,30 @@ def check_settings(cfg):
         raise ConfigError("--AMP=fp16 is not supported by the search; use --AMP=bf16 (or auto, or off)")
     if cfg["DATA_DIR"] is not None:
         check_data_dir(Path(cfg["DATA_DIR"]).expanduser())
+
+
+def check_search_strategy(cfg):
+    """Evolution's population, early stopping and the epoch budget: settings that only work together."""
+    check_number(cfg, "POPULATION", 2, integer=True)
+    check_number(cfg, "SAMPLE_SIZE", 1, cfg["POPULATION"], integer=True)
+    for name in ("GRACE_EPOCHS", "MIN_REFERENCE"):
+        check_number(cfg, name, 1, integer=True)
+    check_number(cfg, "REDUCTION_FACTOR", 2, integer=True)
+    if cfg["EARLY_STOP"] != "none":
+        if cfg["SCORE"] != "nce" or cfg["REPEATS"] != 1:
+            raise ConfigError(f"--EARLY_STOP={cfg['EARLY_STOP']} stops nce trials between epochs: it needs "
+                              f"SCORE='nce' and REPEATS=1 (got {cfg['SCORE']!r}, {cfg['REPEATS']})")
+        if cfg["GRACE_EPOCHS"] >= cfg["EPOCHS"]:
+            raise ConfigError(f"--GRACE_EPOCHS={cfg['GRACE_EPOCHS']}: must be below EPOCHS={cfg['EPOCHS']}, or "
+                              f"EARLY_STOP={cfg['EARLY_STOP']!r} never stops a trial")
+    check_number(cfg, "EPOCH_BUDGET", 1, integer=True, none_ok=True)
+    if cfg["EPOCH_BUDGET"] is not None:
+        if cfg["SCORE"] not in ("nce", "nce_init"):
+            raise ConfigError(f"--EPOCH_BUDGET counts training epochs; SCORE={cfg['SCORE']!r} trains none "
+                              "(use N_TRIALS)")
+        if cfg["EPOCH_BUDGET"] < full_trial_epochs(cfg):
+            raise ConfigError(f"--EPOCH_BUDGET={cfg['EPOCH_BUDGET']}: less than one trial (EPOCHS x REPEATS = "
+                              f"{full_trial_epochs(cfg)})")
 
 
 def check_data_dir(folder):
@@ -182,13 +222,16 @@ def write_results(run_dir, records, log=print, final=False):
 
 def progress_line(record, loop, capacity):
     """One line per finished trial: `trial 12/120 | loss 3.412 | best 3.398 | 41 s | ETA 9.5 min`."""
-    cfg, n_ok = loop.cfg, loop.count("ok")
-    if record["status"] == "ok":
-        best = min(r["loss"] for r in loop.ok())
+    cfg, n_done = loop.cfg, loop.finished()
+    if record["status"] in ("ok", "stopped"):
+        best = min((r["loss"] for r in loop.ok()), default=math.nan)  # stopped trials are never the best
         spread = f" ± {record['loss_std']:.4f}" if "loss_std" in record else ""
-        eta = eta_minutes(loop.records, cfg["N_TRIALS"], capacity)
-        return (f"trial {n_ok}/{cfg['N_TRIALS']} (#{record['trial']}) | loss {record['loss']:.4f}{spread} | "
-                f"best {best:.4f} | {record['seconds']:.0f} s | ETA {eta:.1f} min")
+        eta = eta_minutes(loop.records, cfg, capacity)
+        stopped = (f" stopped after epoch {record['epoch']}/{cfg['EPOCHS']} ({record['reason'].split(':')[0]})"
+                   if record["status"] == "stopped" else "")
+        budget = f" | epochs {loop.epochs_spent()}/{cfg['EPOCH_BUDGET']}" if cfg["EPOCH_BUDGET"] is not None else ""
+        return (f"trial {n_done}/{cfg['N_TRIALS']} (#{record['trial']}){stopped} | loss {record['loss']:.4f}{spread} | "
+                f"best {best:.4f} | {record['seconds']:.0f} s{budget} | ETA {eta:.1f} min")
     return (f"trial #{record['trial']} failed ({loop.count('fail')}/{cfg['MAX_FAILURES']} allowed): "
             f"{record.get('reason')}")
 
@@ -250,15 +293,17 @@ def main(argv=None):
     images = load_images(cfg, run_dir)  # (N, S, S, 3) uint8; each worker moves it to its device once
     setup = {"images": images, "cfg": cfg}
 
-    # ---- resume: trials.jsonl is the source of truth, the TPE history is rebuilt from it ------------------
-    loop = SearchLoop(run_dir, search_space(cfg["SPACE"]), make_suggest(cfg["ALGO"], cfg["TPE_STARTUP"]), cfg,
-                      budget=lambda sample: budget_check(sample, cfg))
+    # ---- resume: trials.jsonl is the source of truth, the algorithm's history (TPE's trials, evolution's
+    # population) is rebuilt from it -------------------------------------------------------------------------
+    loop = SearchLoop(run_dir, make_strategy(cfg), cfg, budget=lambda sample: budget_check(sample, cfg))
     if loop.records or loop.pending:
-        print(f"resumed: {loop.count('ok')} finished and {loop.count('fail')} failed trials kept, "
-              f"{len(loop.pending)} unfinished to rerun ({run_dir / 'trials.jsonl'})")
+        print(f"resumed: {loop.count('ok')} finished, {loop.count('stopped')} stopped and {loop.count('fail')} failed "
+              f"trials kept, {len(loop.pending)} unfinished to rerun ({run_dir / 'trials.jsonl'})")
     print(f"device {rt} | {len(images)} images | {cfg['ALGO']} over the {cfg['SPACE']} space, score {cfg['SCORE']} | "
           f"{cfg['N_TRIALS']} trials" + (f" x {cfg['EPOCHS']} epochs x {cfg['REPEATS']} seed(s)"
                                          if cfg["SCORE"] in ("nce", "nce_init") else "")
+          + (f" | at most {cfg['EPOCH_BUDGET']} epochs" if cfg["EPOCH_BUDGET"] is not None else "")
+          + (f" | early stopping: {cfg['EARLY_STOP']}" if cfg["EARLY_STOP"] != "none" else "")
           + (f" | {cfg['WORKERS']} at a time ({cfg['EXECUTOR']})" if cfg["WORKERS"] > 1 or cfg["EXECUTOR"] != "local" else ""))
 
     # ---- executor: trials in this process, or in workers that hold their own copies of the images ------------
@@ -291,12 +336,25 @@ def main(argv=None):
         print(progress_line(record, loop, executor.capacity), flush=True)
         write_results(run_dir, loop.records)
 
-    loop.run(executor, lambda trial, sample: {"trial": trial, "sample": sample}, on_record)
+    stop_settings = StopSettings.from_config(cfg)
+
+    def make_task(trial, sample, known):
+        """The trial's task; with EARLY_STOP the rule's thresholds from the finished records known when it was asked."""
+        task = {"trial": trial, "sample": sample}
+        if cfg["EARLY_STOP"] != "none":
+            task["stop"] = stop_reference(known, stop_settings)
+        return task
+
+    loop.run(executor, make_task, on_record)
 
     # ---- save --------------------------------------------------------------------------------------------
-    best, literal = write_results(run_dir, loop.records, final=True)
-    mark_finished(run_dir, {"ok_trials": loop.count("ok"), "failed_trials": loop.count("fail"),
-                            "over_budget": loop.count("over_budget"), "best_loss": best["loss"]})
+    results = write_results(run_dir, loop.records, final=True)
+    if results is None:
+        raise SearchStopped(f"no trial ran to the end within EPOCH_BUDGET={cfg['EPOCH_BUDGET']}; see {loop.trials_file}")
+    best, literal = results
+    mark_finished(run_dir, {"ok_trials": loop.count("ok"), "stopped_trials": loop.count("stopped"),
+                            "failed_trials": loop.count("fail"), "over_budget": loop.count("over_budget"),
+                            "epochs_trained": loop.epochs_spent(), "best_loss": best["loss"]})
     print(f"best: trial {best['trial']} with loss {best['loss']:.4f}; paste into common/arch/genotypes.py:\n{literal}")
     print(f"run folder: {run_dir}\nnext: cd ../eval && python train_isic.py   (trains the newest search's best genotype)")
     return run_dir
