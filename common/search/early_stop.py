@@ -118,12 +118,15 @@ def decide(ref, epoch_losses):
     return None
 
 
+def full_trial_epochs(cfg):
+    """Epochs one trial trains when nothing stops it: EPOCHS x REPEATS (nce, nce_init), none for training-free scores."""
+    return cfg["EPOCHS"] * cfg["REPEATS"] if cfg["SCORE"] in ("nce", "nce_init") else 0
+
+
 def epochs_trained(record, cfg):
     """Epochs a record's trial cost: a stopped one its `epoch`, any other nce / nce_init trial EPOCHS x REPEATS (a
     failed one may have stopped sooner; how far it got is not recorded), an over-budget proposal or a training-free
     score none."""
     if record.get("status") == "stopped":
         return int(record["epoch"])
-    if record.get("status") == "over_budget" or cfg["SCORE"] not in ("nce", "nce_init"):
-        return 0
-    return cfg["EPOCHS"] * cfg["REPEATS"]
+    return 0 if record.get("status") == "over_budget" else full_trial_epochs(cfg)
