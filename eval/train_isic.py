@@ -31,6 +31,7 @@ from common.config import (  # noqa: E402
 from common.data.datasets import LAYOUTS as _LAYOUTS  # noqa: E402
 from common.device import AMP_CHOICES as _AMP_CHOICES  # noqa: E402
 from common.device import CHANNELS_LAST_CHOICES as _CHANNELS_LAST_CHOICES  # noqa: E402
+from common.labeled import few_labels  # noqa: E402
 from common.labeled.data import BALANCE_POWERS as _BALANCE_POWERS  # noqa: E402
 from common.labeled.run import train  # noqa: E402
 from common.labeled.torchrun import USER_ERRORS as _USER_ERRORS  # noqa: E402
@@ -41,12 +42,18 @@ from common.labeled.torchrun import RankErrors, process_group  # noqa: E402
 GENOTYPE = None  # name in common/arch/genotypes.py | best_genotype.json | search run; None = newest search, else CNAS_ISIC_s5
 ARCH = None  # None = the DARTS GENOTYPE; else a torchvision model trained from scratch: resnet18 | resnet50 |
 # mobilenet_v3_large | efficientnet_b0 | densenet121 (the same data, split, recipe, metrics and outputs as a genotype)
-PRETRAINED_WEIGHTS = None  # a torchvision ImageNet .pth you downloaded, for ARCH (never downloaded here); use
-# ImageNet's MEAN=(0.485, 0.456, 0.406), STD=(0.229, 0.224, 0.225) with it
+PRETRAINED_WEIGHTS = None  # the start: a pretrained.pt from self-supervised pre-training (PRETRAIN_EPOCHS), or for
+# ARCH a torchvision ImageNet .pth you downloaded (never downloaded here; use ImageNet's MEAN=(0.485, 0.456, 0.406),
+# STD=(0.229, 0.224, 0.225) with it)
 INIT_CHANNELS = 58  # C, channels of the first cells (doubled at each reduction); even; GENOTYPE only
 LAYERS = 24  # cells; reduction cells at 1/3 and 2/3 depth; GENOTYPE only
 AUXILIARY_WEIGHT = 0.4  # weight of the auxiliary head's loss; 0 = no auxiliary head; ignored with ARCH (it has none)
 DROP_PATH_PROB = 0.0  # drop-path probability of the last epoch, ramped linearly from 0 (the paper's script: 0); not ARCH
+# few labels
+LABEL_FRACTION = 1.0  # share of the training split's labels used, in (0, 1]: per class, seeded by SPLIT_SEED; val/test keep all
+PRETRAIN_EPOCHS = 0  # self-supervised pre-training on unlabeled images before the labeled epochs (the search's NCE); 0 = off
+PRETRAIN_LR = 0.05  # SGD learning rate of pre-training, cosine-annealed over PRETRAIN_EPOCHS
+UNLABELED_DIR = None  # images to pre-train on; None = the training split's (labels unread; never a val/test image)
 # data
 DATA_DIR = None  # labeled dataset folder or DermaMNIST .npz; None = built-in demo lesions (data/demo_lesions)
 LAYOUT = "auto"  # auto | isic2019 | ham10000 | imagefolder | dermamnist
@@ -156,6 +163,7 @@ def check_config(cfg):
                       ("BATCH_SIZE", 2), ("THREADS", 0), ("SEED", 0), ("SPLIT_SEED", 0), ("N_CAM", 0), ("LATENCY_RUNS", 1)):
         check_number(cfg, name, low, integer=True)  # BATCH_SIZE >= 2: BatchNorm needs two images per batch
     check_architecture(cfg)
+    few_labels.check_config(cfg)
     if cfg["INIT_CHANNELS"] % 2:
         raise ConfigError(f"--INIT_CHANNELS={cfg['INIT_CHANNELS']}: must be even (reduction cells halve it), e.g. 16")
     for name, lo, hi in (("DROP_PATH_PROB", 0, 1), ("MOMENTUM", 0, 1), ("LABEL_SMOOTHING", 0, 1)):
@@ -178,12 +186,12 @@ def check_config(cfg):
 
 
 def check_architecture(cfg):
-    """ARCH names a baseline or is None; GENOTYPE and PRETRAINED_WEIGHTS only where they apply. (Whether the weights
-    file fits ARCH is known once the model is built, which happens before the run folder exists.)"""
+    """ARCH names a baseline or is None; GENOTYPE only without ARCH. (Whether a PRETRAINED_WEIGHTS file fits is known
+    once the model is built, which happens before the run folder exists.)"""
+    if cfg["PRETRAINED_WEIGHTS"] is not None and not Path(cfg["PRETRAINED_WEIGHTS"]).expanduser().is_file():
+        raise ConfigError(f"--PRETRAINED_WEIGHTS={cfg['PRETRAINED_WEIGHTS']}: file not found (a pretrained.pt, or for ARCH "
+                          "a torchvision ImageNet .pth you downloaded; nothing is fetched here)")
     if cfg["ARCH"] is None:
-        if cfg["PRETRAINED_WEIGHTS"] is not None:
-            raise ConfigError(f"--PRETRAINED_WEIGHTS={cfg['PRETRAINED_WEIGHTS']}: ImageNet weights are for a torchvision "
-                              f"ARCH ({', '.join(_BASELINES)}); a DARTS genotype trains from scratch")
         return
     check_choice(cfg, "ARCH", _BASELINES)
     if cfg["GENOTYPE"] is not None:

@@ -69,7 +69,7 @@ def test_pretrained_weights_load_into_a_fresh_network_and_only_a_fitting_one(tmp
 
     fresh = darts()
     head, aux = fresh.classifier.weight.clone(), fresh.aux_head.classifier.weight.clone()
-    assert P.load_pretrained(fresh, path) == {"genotype": "DARTS_V2", "init_channels": 8}
+    assert P.load_pretrained(fresh, path) == {"genotype": "DARTS_V2", "init_channels": 8, "images": 10}
     state = fresh.state_dict()
     for k, v in saved["model"].items():
         assert torch.equal(state[k], v), k

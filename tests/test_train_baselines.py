@@ -191,7 +191,7 @@ def test_bad_weights_files_are_refused_before_any_run_folder(script, isic, tmp_p
 
 @pytest.mark.parametrize("settings, named", [
     (["--ARCH=resnet19"], "--ARCH='resnet19': choose one of resnet18"),
-    (["--PRETRAINED_WEIGHTS=r18.pth"], "--PRETRAINED_WEIGHTS=r18.pth: ImageNet weights are for a torchvision ARCH"),
+    (["--PRETRAINED_WEIGHTS=r18.pth"], "--PRETRAINED_WEIGHTS=r18.pth: file not found"),
     (["--ARCH=resnet18", "--GENOTYPE=CNAS_ISIC_s5"], "set one of them"),
     (["--LATENCY_RUNS=0"], "--LATENCY_RUNS=0"), (["--EXPORT_ONNX=yes"], "--EXPORT_ONNX=yes"),
 ])

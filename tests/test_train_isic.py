@@ -80,7 +80,8 @@ def test_end_to_end_writes_every_file(finished_run, isic):
     ids = {s: [r[0] for r in split[1:] if r[1] == s] for s in ("train", "val", "test")}
     assert all(ids.values()) and len(set(sum(ids.values(), []))) == len(split) - 1 == 36  # disjoint, all images
     assert metrics["dataset"] == {"layout": "isic2019", "root": str(isic), "classes": CLASSES, "n_train": len(ids["train"]),
-                                  "n_val": len(ids["val"]), "n_test": len(ids["test"]), "carved": ["val", "test"]}
+                                  "n_val": len(ids["val"]), "n_test": len(ids["test"]), "carved": ["val", "test"],
+                                  "n_labeled": len(ids["train"])}  # LABEL_FRACTION 1: every training label
     truth = isic / "ISIC_2019_Training_GroundTruth.csv"
     for name, section in (("val", "val_selected"), ("test", "test")):
         rows = read_csv(run / f"predictions_{name}.csv")

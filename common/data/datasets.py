@@ -48,6 +48,7 @@ class LabeledData:
     arrays: dict | None = None  # npz: {"train": uint8 (N, H, W, 3), "val": ..., "test": ...}
     missing: list[str] = field(default_factory=list)  # ids of CSV rows whose image file is missing
     carved: tuple[str, ...] = ()  # the splits made here by a seeded split (the others came with the dataset)
+    labeled: frozenset | None = None  # ids of the training images that keep their labels (LABEL_FRACTION); None = all
 
 
 # ------------------------------------------------------------------------------------------- detection
@@ -517,12 +518,16 @@ def load_labeled(data_dir, layout="auto", val_fraction=0.2, seed=0, allow_missin
 
 
 def split_table(data: LabeledData) -> str:
-    """split.csv's text: columns image,split,label,class,group; split is train, val or test."""
+    """split.csv's text: columns image,split,label,class,group; split is train, val or test. With data.labeled (a
+    share of the training labels in use) also a column labeled: 1 or 0 for a training image, empty for val and test."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["image", "split", "label", "class", "group"])
+    marks = data.labeled is not None
+    w.writerow(["image", "split", "label", "class", "group"] + (["labeled"] if marks else []))
     for split in SPLITS:
-        w.writerows([r.image_id, split, r.label, data.classes[r.label], r.group or ""] for r in getattr(data, split))
+        for r in getattr(data, split):
+            mark = ([int(r.image_id in data.labeled) if split == "train" else ""] if marks else [])
+            w.writerow([r.image_id, split, r.label, data.classes[r.label], r.group or ""] + mark)
     return buf.getvalue()
 
 

@@ -40,7 +40,7 @@ def label_subset(records, classes, fraction, seed):
         more = f" and {len(empty) - 3} more" if len(empty) > 3 else ""
         need = math.ceil(max(min_fraction(counts[c]) for c in empty) * 1e4) / 1e4  # rounded up: it must work
         raise ConfigError(f"--LABEL_FRACTION={fraction:g} leaves no labeled training image of class {named}{more}; "
-                          f"use LABEL_FRACTION >= {need:g} (one label per class) or add images of that class")
+                          f"use LABEL_FRACTION >= {need:g} (one label per class) or add labeled images")
     keep = np.zeros(len(records), dtype=bool)
     for c in np.flatnonzero(counts):
         members = np.flatnonzero(labels == c)

@@ -15,6 +15,7 @@ from common.arch.networks import EvalNetwork
 from common.config import ConfigError
 from common.labeled import model_card
 from common.labeled.distributed import per_rank_batch
+from common.labeled.pretrain import is_pretrained_file
 from common.labeled.torchrun import say_if
 from common.memory import StepMemory, check_step, probe_classifier
 
@@ -53,7 +54,8 @@ def choose_architecture(cfg):
     that the model can be built (and a weights file refused) first."""
     if cfg["ARCH"] is not None:
         weights = cfg["PRETRAINED_WEIGHTS"]
-        source = f"torchvision {cfg['ARCH']}" + (f", ImageNet backbone {Path(weights).name}" if weights else "")
+        kind = "pre-trained" if weights and is_pretrained_file(weights) else "ImageNet"
+        source = f"torchvision {cfg['ARCH']}" + (f", {kind} backbone {Path(weights).name}" if weights else "")
         return Architecture(None, source, cfg["ARCH"])
     saved = Path(cfg["OUT_DIR"]).expanduser() / GENOTYPE_FILE if cfg["OUT_DIR"] is not None else None
     kept = json.loads(saved.read_text()) if saved is not None and saved.is_file() else {}
@@ -130,7 +132,8 @@ def architecture_notes(cfg):
     if cfg["ARCH"] is not None:
         notes.append(f"note: {cfg['ARCH']} has no auxiliary head or drop path and its own width and depth: "
                      "AUXILIARY_WEIGHT, DROP_PATH_PROB, INIT_CHANNELS and LAYERS are ignored")
-        if cfg["PRETRAINED_WEIGHTS"] and (tuple(cfg["MEAN"]), tuple(cfg["STD"])) != (IMAGENET_MEAN, IMAGENET_STD):
+        imagenet = cfg["PRETRAINED_WEIGHTS"] and not is_pretrained_file(cfg["PRETRAINED_WEIGHTS"])
+        if imagenet and (tuple(cfg["MEAN"]), tuple(cfg["STD"])) != (IMAGENET_MEAN, IMAGENET_STD):
             notes.append(f"note: ImageNet weights expect --MEAN={IMAGENET_MEAN} --STD={IMAGENET_STD}; this run "
                          f"normalises with MEAN={tuple(cfg['MEAN'])}, STD={tuple(cfg['STD'])}")
     return notes

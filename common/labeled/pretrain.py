@@ -184,6 +184,7 @@ def pretrain(classifier, images, settings, *, out_dir, rt, meta=None, log=print)
         raise ConfigError(f"{len(images)} unlabeled image(s) for pre-training: the memory bank needs at least 2; "
                           "set UNLABELED_DIR to a folder of images or PRETRAIN_EPOCHS=0")
     s = settings
+    out_dir.mkdir(parents=True, exist_ok=True)
     trainer = PretrainTrainer(classifier, torch.as_tensor(images).to(rt.device), s, rt)
     history, start = [], 1
     if (out_dir / CKPT).exists():
@@ -205,7 +206,7 @@ def pretrain(classifier, images, settings, *, out_dir, rt, meta=None, log=print)
         save_checkpoint(out_dir / CKPT, {"trainer": trainer.state(), "epoch": epoch, "history": history})
         log(f"pretrain epoch {epoch}/{s.epochs} | nce {loss:.3f} | {row['seconds']:.0f} s", flush=True)
     save_checkpoint(final, {"format": FORMAT, "model": state_dict_nchw(trainer.net.backbone),
-                            "meta": dict(meta or {}), "settings": asdict(s), "images": len(images),
+                            "meta": {**(meta or {}), "images": len(images)}, "settings": asdict(s), "images": len(images),
                             "history": history})
     (out_dir / CKPT).unlink(missing_ok=True)  # the bank and optimizer state are not needed any more
     log(f"pre-training: wrote {final}")
@@ -239,7 +240,8 @@ def load_pretrained(classifier, path):
     fit = [k for k, shape in want.items() if k in source and tuple(source[k].shape) == shape]
     if len(fit) < len(want):
         meta = ckpt.get("meta") or {}
-        made_for = ", ".join(f"{k} {v}" for k, v in meta.items() if k != "genotype" and v is not None) or "another network"
+        shown = {k: v for k, v in meta.items() if k not in ("genotype", "images") and v is not None}
+        made_for = ", ".join(f"{k} {v}" for k, v in shown.items()) or "another network"
         missing = next(k for k in want if k not in fit)
         raise ConfigError(f"PRETRAINED_WEIGHTS {path} does not fit this network: {len(fit)} of {len(want)} tensors match "
                           f"by name and shape (first missing: {missing}); it was pre-trained for {made_for}")

@@ -71,6 +71,7 @@ def save_results(run_dir, model, loaders, criterion, state, info, rt):
         "split_sha1": info.split_sha1,
         "dataset": {"layout": data.layout, "root": str(data.root), "classes": list(classes),
                     "n_train": len(data.train), "n_val": len(data.val), "n_test": len(data.test),
+                    "n_labeled": len(data.train) if data.labeled is None else len(data.labeled),
                     "carved": list(data.carved)},
         "genotype": info.architecture.genotype_dict(), "genotype_source": info.architecture.source,
         "arch": cfg["ARCH"],

@@ -6,7 +6,7 @@ import torch
 
 from common import runs
 from common.device import check_resumed_runtime, pick_device, runtime
-from common.labeled import model_card
+from common.labeled import few_labels, model_card
 from common.labeled.data import load_data, make_loaders, n_images, prepare_splits, record_skipped
 from common.labeled.distributed import DistContext, per_rank_batch, rank_seed, unused_parameters, unwrap, wrap_ddp
 from common.labeled.epochs import (
@@ -53,14 +53,19 @@ def train(cfg, ctx=None, started=None):
 
     # ---- data and model, both before the run folder exists: a wrong DATA_DIR or weights file leaves no folder
     data = on_main(ctx, load_data, cfg, share=False)  # rank 0 first: it may write the demo images
+    data = few_labels.choose_labels(cfg, data)  # LABEL_FRACTION: a class left without labels stops here
     seed_everything(rank_seed(cfg["SEED"], ctx))  # model init (DDP gives every rank rank 0's weights)
-    model = build_model(architecture.genotype, len(data.classes), cfg, cfg["PRETRAINED_WEIGHTS"])
+    model = build_model(architecture.genotype, len(data.classes), cfg, few_labels.imagenet_weights(cfg))
+    few_labels.load_weights(cfg, model, say)  # a pretrained.pt as PRETRAINED_WEIGHTS
     check_memory(cfg, model, len(data.classes), rt, ctx)  # a batch that cannot fit stops here, before the run folder
+    few_labels.check_memory(cfg, model, rt, say)  # and so does a pre-training step
 
     # ---- run folder and splits: written by rank 0 alone; the others get what it decided
     run_dir, resumed = on_main(ctx, open_run, cfg, architecture, rt)
     splits, skipped, split_sha1 = on_main(ctx, lambda: prepare_splits(
         cfg, data, run_dir, trained=resumed and (run_dir / CKPT).exists(), processes=ctx.world_size))
+    splits = few_labels.labeled_splits(splits, data, say)  # train: its labeled images; unlabeled: all of them
+    few_labels.pretrain_start(cfg, data, splits, model, run_dir, rt, architecture, say)  # PRETRAIN_EPOCHS > 0
     loaders = make_loaders(cfg, data, splits, run_dir, rt, ctx)
     unused = unused_parameters(model, probe_images()) if ctx.distributed else []  # DDP must know them beforehand
     model = rt.place(model)

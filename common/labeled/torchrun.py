@@ -24,9 +24,14 @@ def launched_world_size():
 
 def check_torchrun(cfg, world):
     """What a torchrun job of `world` processes cannot run, refused before the process group exists (every rank
-    raises the same error; rank 0 prints it): a BATCH_SIZE that does not divide among them."""
+    raises the same error; rank 0 prints it): a BATCH_SIZE that does not divide among them, and pre-training (it runs
+    in one process: the other ranks would wait for it in a collective)."""
     if world > 1:
         per_rank_batch(cfg["BATCH_SIZE"], DistContext(world_size=world))
+        if cfg.get("PRETRAIN_EPOCHS"):
+            raise ConfigError(f"--PRETRAIN_EPOCHS={cfg['PRETRAIN_EPOCHS']} runs in one process: pre-train first "
+                              "(python train_isic.py --PRETRAIN_EPOCHS=... --EPOCHS=1 writes <run>/pretrained.pt), then "
+                              "torchrun with --PRETRAINED_WEIGHTS=<run>/pretrained.pt")
 
 
 @contextmanager
