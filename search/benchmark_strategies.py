@@ -44,7 +44,7 @@ from common.search import strategy_report as report  # noqa: E402
 # what is compared
 STRATEGIES = ("random", "tpe", "evolution", "tpe+median", "tpe+halving")  # ALGO or ALGO+EARLY_STOP; the first is
 # the baseline the paired differences are taken from
-SEEDS = (0, 1, 2, 3, 4)  # search.py SEED of each repetition (subset, training seed, proposals): one search per seed
+SEEDS = (0, 1, 2)  # search.py SEED of each repetition (subset, training seed, proposals): one search per seed
 EPOCH_BUDGET = 600  # training epochs every search may spend (search.py --EPOCH_BUDGET): equal compute
 # every search (search.py settings)
 DATA_DIR = None  # search.py's DATA_DIR; None = the built-in demo lesions
@@ -57,11 +57,13 @@ OUT_DIR = None  # this benchmark's folder; None = runs/strategies/<timestamp>; a
 PRESET = "auto"  # 'auto' ('demo' without DATA_DIR, else 'paper') | 'demo' | 'paper'
 # -----------------------------------------------------------------------------
 PRESETS = {
-    # one GPU: the paper's search settings, 60 full trials' worth of epochs (10 each) per search, five seeds
+    # one GPU: the paper's search settings, 60 full trials' worth of epochs (10 each) per search, three seeds
     "paper": {},
-    # one CPU core, about 45 minutes: the demo search (C=16, 5 cells, 320 images, 2 epochs per trial) with one thread,
-    # budget and seeds sized from a measured demo trial (see README); startup and population scaled to the budget
-    "demo": dict(SEEDS=(0, 1), EPOCH_BUDGET=16, THREADS=1,
+    # one CPU core, about 45 minutes: the demo search (C=16, 5 cells, 320 images, 2 epochs per trial) with one thread.
+    # Measured: a demo trial takes 40-65 s with one thread (process CPU time 35-65 s, the other core busy) and a
+    # search's start-up about 15 s, so 10 searches x (15 s + 5 trials x ~50 s) = ~45 min. Random starts and the
+    # population are scaled to 5 full trials per search (README: "Search strategies at equal compute")
+    "demo": dict(SEEDS=(0, 1), EPOCH_BUDGET=10, THREADS=1,
                  SEARCH_ARGS=("--TPE_STARTUP=3", "--POPULATION=3", "--SAMPLE_SIZE=2", "--MIN_REFERENCE=2")),
 }
 _SET_HERE = ("ALGO", "EARLY_STOP", "EPOCH_BUDGET", "N_TRIALS", "SEED", "OUT_DIR", "THREADS", "DEVICE", "DATA_DIR",
