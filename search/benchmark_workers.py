@@ -16,7 +16,6 @@ sharing the GPU. The last line printed is one JSON object.
 """
 import contextlib
 import gc
-import importlib.util
 import json
 import os
 import platform
@@ -33,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+import search  # noqa: E402  (search.py beside this file, a plain import: each row runs its main() in this process)
 from common.config import (  # noqa: E402
     ConfigError,
     check_choice,
@@ -44,6 +44,7 @@ from common.config import (  # noqa: E402
     run_cli,
 )
 from common.data.images import cache_path_for  # noqa: E402
+from common.data.search_images import load_images  # noqa: E402
 from common.device import device_preset, pick_device  # noqa: E402
 from common.failures import DriverError  # noqa: E402
 from common.runs import read_jsonl  # noqa: E402
@@ -118,14 +119,6 @@ def usable_cores():
 def device_count(device, name):
     """Devices the local executor spreads workers over: every GPU for DEVICE 'auto'/'cuda', else the one named."""
     return torch.cuda.device_count() if device.type == "cuda" and name in ("auto", "cuda") else 1
-
-
-def load_search():
-    """search/search.py as a module: each row runs its main()."""
-    spec = importlib.util.spec_from_file_location("search_script", Path(__file__).with_name("search.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 # ---- data ----------------------------------------------------------------------------------------------------
@@ -213,7 +206,7 @@ class GpuMemoryPoller:
         return False
 
 
-def run_once(search, cfg, data_dir, work, per_device, n_devices, cores, device, round_):
+def run_once(cfg, data_dir, work, per_device, n_devices, cores, device, round_):
     """search.py's main() with WORKERS = per_device x n_devices; returns this run's figures."""
     workers = per_device * n_devices
     threads = cfg["THREADS"] or max(1, cores // workers)
@@ -354,7 +347,6 @@ def main(argv=None):
     if keep is not None and keep.exists() and any(keep.iterdir()):  # search.py would resume the runs found there
         raise ConfigError(f"KEEP_DIR {keep} is not empty; name a new or empty folder")
     print(f"config:\n{format_config(cfg, from_preset)}")
-    search = load_search()
 
     with contextlib.ExitStack() as stack:
         if keep is None:
@@ -368,15 +360,15 @@ def main(argv=None):
             stack.callback(cache_path_for(data_dir, cfg["IMAGE_SIZE"]).unlink, missing_ok=True)
         else:
             data_dir = Path(cfg["DATA_DIR"]).expanduser()
-        search.load_images({"DATA_DIR": str(data_dir), "MAX_IMAGES": cfg["N_IMAGES"] if cfg["DATA_DIR"] else None,
-                            "SEED": cfg["SEED"], "IMAGE_SIZE": cfg["IMAGE_SIZE"], "DECODE_WORKERS": None}, work)
+        load_images({"DATA_DIR": str(data_dir), "MAX_IMAGES": cfg["N_IMAGES"] if cfg["DATA_DIR"] else None,
+                     "SEED": cfg["SEED"], "IMAGE_SIZE": cfg["IMAGE_SIZE"], "DECODE_WORKERS": None}, work)
 
         # ---- measure: every trials-per-device setting once per round, the order reversed every other round ---------
         load_start, runs = os.getloadavg()[0], []
         for round_ in range(cfg["ROUNDS"]):
             for per_device in cfg["PER_DEVICE"][:: 1 if round_ % 2 == 0 else -1]:
                 print(f"run: {per_device * n_devices} worker(s), round {round_ + 1}/{cfg['ROUNDS']} ...", flush=True)
-                run = run_once(search, cfg, data_dir, work, per_device, n_devices, cores, device, round_)
+                run = run_once(cfg, data_dir, work, per_device, n_devices, cores, device, round_)
                 runs.append(run)
                 print(f"run: {run['workers']} worker(s), {run['threads']} thread(s) each: {run['ok']} trials in "
                       f"{run['wall_s']:.0f} s = {run['ok'] * 3600 / run['wall_s']:.0f} trials/h"

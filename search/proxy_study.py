@@ -9,11 +9,11 @@ MIN_RELIABILITY the study stops with one line naming the levers, since no score 
 does not rank architectures. Then K genotypes drawn at random from the search's encoding (plus, with SEARCH_RUN, its
 best TOP) each get the label-free scores the search can use (nce exactly as the search computes it, with its loss
 after every epoch, and nce_init, the same loss without learning; naswot, synflow), the size baselines (params,
-macs) and the labeled training through eval/train_isic.py's own code path. A decision rule fixed in advance gives
+macs) and the labeled training through train_isic.py's own run (common/labeled/run.py, with the settings
+train_isic.py resolves). A decision rule fixed in advance gives
 each score a verdict. The run folder gets study.csv, correlations.json, report.md and figures; rerunning the same
 command resumes. Any constant below can be overridden as --NAME=value.
 """
-import functools
 import json
 import sys
 import time
@@ -25,10 +25,20 @@ import numpy as np  # noqa: E402
 
 from common.arch import genotypes as G  # noqa: E402
 from common.arch.networks import EvalNetwork  # noqa: E402
-from common.config import ConfigError, check_choice, check_number, configure, format_config, run_cli  # noqa: E402
+from common.config import (  # noqa: E402
+    ConfigError,
+    as_argv,
+    check_choice,
+    check_number,
+    configure,
+    format_config,
+    run_cli,
+    script_config,
+)
 from common.data.datasets import DatasetError  # noqa: E402
 from common.data.demo_lesions import ensure_demo_dataset  # noqa: E402
 from common.data.images import BadImage  # noqa: E402
+from common.data.search_images import load_images  # noqa: E402
 from common.labeled.data import load_data  # noqa: E402
 from common.memory import check_classifier_memory, check_step  # noqa: E402
 from common.runs import REPO_ROOT, atomic_write_json, atomic_write_text, mark_finished, new_run_dir, open_run_dir  # noqa: E402
@@ -38,14 +48,11 @@ from common.study import report as study_report
 from common.study.measure import (  # noqa: E402
     Measurer,
     PartLog,
-    ScriptMain,
     StudyStopped,
-    load_script,
     measure_many,
     random_genotypes,
     search_top,
     study_genotypes,
-    train_argv,
 )
 
 # -----------------------------------------------------------------------------
@@ -108,12 +115,9 @@ PRESETS = {
 _RESUME_MAY_CHANGE = ("OUT_DIR", "DEVICE", "THREADS", "DEBUG", "MAX_FAILURES", "WORKERS", "MIN_RELIABILITY")
 _PILOT_FILE = "pilot.json"
 _SET_BY_STUDY = ("GENOTYPE", "OUT_DIR", "SEED", "DATA_DIR", "EPOCHS", "INIT_CHANNELS", "LAYERS", "IMAGE_SIZE",
-                 "BATCH_SIZE", "DEVICE", "N_CAM", "PREDICT_DIR", "VAL_FRACTION", "TEST_FRACTION")
-
-
-def _load_script(relpath):
-    """search.py / train_isic.py as modules (the tests wrap what they load)."""
-    return load_script(REPO_ROOT / relpath)
+                 "BATCH_SIZE", "DEVICE", "N_CAM", "VAL_FRACTION", "TEST_FRACTION")
+# the scripts whose settings the study uses, asked of them (common.config.script_config): never imported
+_SEARCH_SCRIPT, _TRAIN_SCRIPT = REPO_ROOT / "search" / "search.py", REPO_ROOT / "eval" / "train_isic.py"
 
 
 def _check_args(cfg, name, refused=()):
@@ -160,15 +164,16 @@ def check_settings(cfg):
         raise ConfigError(f"LABELED_DIR {cfg['LABELED_DIR']} does not exist")
 
 
-def search_settings(cfg, search):
-    """search.py's resolved settings for the label-free scores: SEARCH_RUN's own config.json (as it ran), else
-    search.py's constants with the preset SEARCH_PRESET names (auto: the study's own PRESET); SEARCH_ARGS on top;
-    DEVICE and THREADS the study's. Checked by search.py."""
+def search_settings(cfg):
+    """search.py's resolved settings for the label-free scores, resolved and checked by search.py itself: SEARCH_RUN's
+    own config.json (as it ran; a setting added since takes its default), else search.py's constants with the preset
+    SEARCH_PRESET names (auto: the study's own PRESET); SEARCH_ARGS on top; DEVICE, THREADS and DEBUG the study's."""
     args = list(cfg["SEARCH_ARGS"])
     preset = cfg["PRESET"] if cfg["SEARCH_PRESET"] == "auto" else cfg["SEARCH_PRESET"]
     if cfg["SEARCH_RUN"] is not None and cfg["SEARCH_PRESET"] == "auto":
         saved = json.loads((Path(cfg["SEARCH_RUN"]).expanduser() / "config.json").read_text())
-        scfg, _ = configure({**{k: v for k, v in vars(search).items() if k.isupper()}, **saved}, args)
+        known = script_config(_SEARCH_SCRIPT, ["--PRESET=paper"])  # the settings search.py has now
+        args = as_argv({k: v for k, v in saved.items() if k in known}) + args
     else:
         has_data = any(a.startswith("--DATA_DIR=") for a in args)
         if not has_data and cfg["LABELED_DIR"] is not None:
@@ -177,11 +182,9 @@ def search_settings(cfg, search):
                                   "give one: --SEARCH_ARGS=\"('--DATA_DIR=/path/to/images',)\"")
             args.insert(0, f"--DATA_DIR={cfg['LABELED_DIR']}")
         args.insert(0, f"--PRESET={preset}")  # the study's own preset, unless SEARCH_PRESET names another
-        scfg, _ = configure(vars(search), args, search.PRESETS)
-    scfg.update(DEVICE=cfg["DEVICE"], THREADS=cfg["THREADS"], DEBUG=cfg["DEBUG"], OUT_DIR=None)
-    for name in ("COLOR_JITTER", "PATCH_SCALE", "MEAN", "STD", "BUDGET_NETWORK"):  # tuples, as the search uses them
-        scfg[name] = tuple(scfg[name])
-    search.check_settings(scfg)
+    args += [f"--DEVICE={cfg['DEVICE']}", f"--THREADS={cfg['THREADS']}", f"--DEBUG={cfg['DEBUG']}"]
+    scfg = script_config(_SEARCH_SCRIPT, args)
+    scfg["OUT_DIR"] = None
     return scfg
 
 
@@ -199,13 +202,12 @@ def keep_search_settings(run_dir, scfg):
         atomic_write_json(path, scfg)
 
 
-def long_settings(cfg, scfg, search):
+def long_settings(cfg, scfg):
     """nce_long's settings: NCE_LONG_ARGS over the nce settings, checked by search.py; {} when it is not measured.
     Returns only what differs from nce's settings (what the Measurer lays over them)."""
     if not cfg["NCE_LONG_ARGS"]:
         return {}
-    long_cfg, _ = configure(scfg, list(cfg["NCE_LONG_ARGS"]))
-    search.check_settings(long_cfg)
+    long_cfg = script_config(_SEARCH_SCRIPT, as_argv(scfg) + list(cfg["NCE_LONG_ARGS"]))
     return {k: v for k, v in long_cfg.items() if v != scfg.get(k)}
 
 
@@ -220,10 +222,17 @@ def labeled_data(cfg):
 
 
 def train_settings(cfg, data):
-    """What common.study.measure.train_argv needs: the study's labeled-training settings and its data."""
-    keys = ("SEED", "EPOCHS", "INIT_CHANNELS", "LAYERS", "IMAGE_SIZE", "BATCH_SIZE", "DEVICE", "TRAIN_ARGS",
-            "VAL_FRACTION", "TEST_FRACTION")
-    return {**{k: cfg[k] for k in keys}, "TRAIN_ARGS": list(cfg["TRAIN_ARGS"]), **data}
+    """train_isic.py's resolved settings for the study's labeled training, resolved and checked by train_isic.py
+    itself (its constants, the preset `data` names, the study's budget, TRAIN_ARGS; refused there, refused here).
+    Each part sets GENOTYPE, OUT_DIR and SEED (+ its seed index) on top (Measurer)."""
+    argv = ["--GENOTYPE=DARTS_V2",  # a stand-in the parts replace: train_isic refuses an ARCH in TRAIN_ARGS now
+            f"--SEED={cfg['SEED']}", "--N_CAM=0",
+            "--LATENCY_RUNS=1",  # the model card's CPU latency is no part of the study: one timed run, not 30
+            *(f"--{k}={cfg[k]}" for k in ("EPOCHS", "INIT_CHANNELS", "LAYERS", "IMAGE_SIZE", "BATCH_SIZE", "DEVICE"))]
+    given = {"PRESET": data["PRESET"], "DATA_DIR": data["DATA_DIR"], "VAL_FRACTION": cfg["VAL_FRACTION"],
+             "TEST_FRACTION": cfg["TEST_FRACTION"]}
+    argv += [f"--{k}={v}" for k, v in given.items() if v is not None]
+    return script_config(_TRAIN_SCRIPT, argv + list(cfg["TRAIN_ARGS"]))
 
 
 def study_settings(cfg, scfg, long_cfg, train_cfg, n_images, classes, genotypes):
@@ -242,7 +251,7 @@ def study_settings(cfg, scfg, long_cfg, train_cfg, n_images, classes, genotypes)
                               f"(seed {scfg['SEED']})"),
         "size baselines": (f"params and macs of the labeled-training network (C={cfg['INIT_CHANNELS']}, {cfg['LAYERS']} "
                            f"cells, {cfg['IMAGE_SIZE']} px, {len(classes)} classes, no auxiliary head)"),
-        "labeled training": (f"eval/train_isic.py on {train_cfg['DATA_DIR']}: {cfg['EPOCHS']} epochs, "
+        "labeled training": (f"train_isic.py's training on {train_cfg['DATA_DIR']}: {cfg['EPOCHS']} epochs, "
                              f"C={cfg['INIT_CHANNELS']}, {cfg['LAYERS']} cells, {cfg['IMAGE_SIZE']} px, batch "
                              f"{cfg['BATCH_SIZE']}, LR {train_cfg['LR']}, class balance {train_cfg['CLASS_BALANCE']}, "
                              f"validation/test fractions {train_cfg['VAL_FRACTION']}/{train_cfg['TEST_FRACTION']}, "
@@ -347,14 +356,12 @@ def main(argv=None):
     # ---- config ------------------------------------------------------------------------------------------
     cfg, from_preset = configure(globals(), argv, PRESETS, data_key="LABELED_DIR")
     check_settings(cfg)
-    search, train = _load_script("search/search.py"), _load_script("eval/train_isic.py")
-    scfg = search_settings(cfg, search)
-    long_cfg = long_settings(cfg, scfg, search)
+    scfg = search_settings(cfg)
+    long_cfg = long_settings(cfg, scfg)
     if cfg["SPACE"] == "auto":
         cfg["SPACE"] = scfg["SPACE"]
     data = labeled_data(cfg)
-    settings = train_settings(cfg, data)
-    train_cfg, _ = train.resolve_config(train_argv(settings, "DARTS_V2", "unused", 0))  # refuses a bad TRAIN_ARGS now
+    train_cfg = train_settings(cfg, data)  # refuses a bad TRAIN_ARGS now
     classes = list(load_data(train_cfg).classes)  # a wrong LABELED_DIR stops here, before a run folder exists
     threads = cfg["THREADS"] or (1 if cfg["WORKERS"] > 1 else 0)  # parallel parts share the cores: one thread each
     check_memory(cfg, scfg, train_cfg, len(classes), threads)  # so does a batch that cannot fit
@@ -368,15 +375,14 @@ def main(argv=None):
     # ---- genotypes, images, the measurer -----------------------------------------------------------------
     genotypes = study_genotypes(run_dir, lambda: random_genotypes(cfg["K"], cfg["SPACE"], cfg["SAMPLE_SEED"]) + (
         search_top(Path(cfg["SEARCH_RUN"]).expanduser(), cfg["TOP"]) if cfg["SEARCH_RUN"] else []))
-    images = search.load_images(scfg, run_dir)
+    images = load_images(scfg, run_dir)
     ctx = worker_setup({"images": images, "cfg": scfg}, cfg["DEVICE"], threads)
     parts = PartLog(run_dir)
-    recipe = dict(run_dir=run_dir, train_fn=ScriptMain(REPO_ROOT / "eval" / "train_isic.py"),
-                  train_args=functools.partial(train_argv, settings),
+    recipe = dict(run_dir=run_dir, train_cfg=train_cfg,
                   size_network=(cfg["INIT_CHANNELS"], cfg["LAYERS"], cfg["IMAGE_SIZE"], len(classes)),
                   n_seeds=cfg["SEEDS"], max_failures=cfg["MAX_FAILURES"], debug=cfg["DEBUG"],
                   nce_seeds=cfg["NCE_SEEDS"], long_cfg=long_cfg or None)
-    measurer = Measurer(ctx=ctx, **{**recipe, "train_fn": train.main})  # this process: the script loaded above
+    measurer = Measurer(ctx=ctx, **recipe)
     worker_recipe = {**recipe, "images": images, "scfg": scfg, "device": cfg["DEVICE"], "threads": threads}
 
     def measure(entries, only=None, on_genotype=None):

@@ -12,14 +12,21 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from common.arch import genotypes as G  # noqa: E402
 from common.arch.cell_diagram import write_cell_diagrams  # noqa: E402
-from common.config import ConfigError, check_choice, check_number, check_tuple, configure, format_config, run_cli  # noqa: E402
-from common.data.demo_lesions import ensure_demo_dataset  # noqa: E402
-from common.data.images import build_cache, cache_path_for, list_images, skipped_summary, write_skipped  # noqa: E402
+from common.config import (  # noqa: E402
+    ConfigError,
+    answer_config_request,
+    check_choice,
+    check_number,
+    check_tuple,
+    configure,
+    format_config,
+    run_cli,
+)
+from common.data.search_images import check_data_dir, load_images  # noqa: E402
 from common.device import check_resumed_runtime, runtime  # noqa: E402
 from common.figures import plot_search_curve  # noqa: E402
 from common.memory import StepMemory, check_fits, memory_line  # noqa: E402
@@ -174,36 +181,6 @@ def check_search_strategy(cfg):
                               f"{full_trial_epochs(cfg)})")
 
 
-def check_data_dir(folder):
-    """Refuse a missing or image-less DATA_DIR before a run folder is made for it (a typo leaves nothing behind)."""
-    if not folder.is_dir():
-        raise ConfigError(f"DATA_DIR {folder} is not a folder; point it at a folder of images (searched recursively)")
-    if not list_images(folder):
-        raise ConfigError(f"no images (jpg/jpeg/png/bmp/tif) found under {folder}")
-
-
-def load_images(cfg, run_dir, log=print):
-    """Decode the search images once (cached on disk at IMAGE_SIZE); returns a uint8 array (N, S, S, 3)."""
-    if cfg["DATA_DIR"] is None:
-        folder = ensure_demo_dataset(log=log) / "ISIC_2019_Training_Input"
-    else:
-        folder = Path(cfg["DATA_DIR"]).expanduser()
-        check_data_dir(folder)
-    paths, subset = list_images(folder), None
-    if cfg["MAX_IMAGES"] and len(paths) > cfg["MAX_IMAGES"]:
-        pick = np.random.default_rng(cfg["SEED"]).choice(len(paths), cfg["MAX_IMAGES"], replace=False)
-        paths = subset = [paths[i] for i in sorted(pick)]
-    log(f"images: {len(paths)} files under {folder}")
-    cache = cache_path_for(folder, cfg["IMAGE_SIZE"], subset)
-    images, kept, skipped = build_cache(paths, cfg["IMAGE_SIZE"], cache, cfg["DECODE_WORKERS"])
-    if skipped:
-        write_skipped(run_dir, skipped)
-        log(skipped_summary(skipped, len(paths)))
-    if len(kept) < 2:
-        raise ConfigError(f"only {len(kept)} readable image(s) under {folder}; the search needs at least 2")
-    return images
-
-
 def write_results(run_dir, records, log=print, final=False):
     """best_genotype.json and search_curve.png after every trial; cell diagrams at the end."""
     plot_search_curve([r for r in records if r["status"] != "over_budget"], run_dir / "search_curve.png")
@@ -274,6 +251,7 @@ def main(argv=None):
     # ---- config ------------------------------------------------------------------------------------------
     cfg, from_preset = configure(globals(), argv, PRESETS)
     check_settings(cfg)
+    answer_config_request(cfg)  # (only in a process common.config.script_config started: print cfg, exit)
     rt = runtime(cfg["DEVICE"], cfg["AMP"], cfg["CHANNELS_LAST"])  # refuses unknown choices and absent devices
     run_dir, resumed, undo_start = start_run_dir(cfg["OUT_DIR"] or new_run_dir("search"), cfg, ignore=_RESUME_MAY_CHANGE)
     check_resumed_runtime(run_dir, rt, cfg["ALLOW_RUNTIME_CHANGE"])
@@ -360,6 +338,12 @@ def main(argv=None):
     return run_dir
 
 
-if __name__ == "__main__":
-    run_cli(main, (ConfigError, SearchStopped), lambda: DEBUG or "--DEBUG=True" in sys.argv,
+def cli(argv=None):
+    """main() for the command line: a user error is one line on stderr and exit status 2, no traceback."""
+    argv = sys.argv[1:] if argv is None else argv
+    run_cli(lambda: main(argv), (ConfigError, SearchStopped), lambda: DEBUG or "--DEBUG=True" in argv,
             "finished trials are kept; rerun the same command with --OUT_DIR=<the run folder above> to resume")
+
+
+if __name__ == "__main__":
+    cli()

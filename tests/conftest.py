@@ -1,8 +1,8 @@
-"""Test setup: the repository root on sys.path, a loader for the scripts in search/ and eval/, and the fixtures
-several test files share: a tiny ISIC 2019 folder, a training killed after an epoch, gloo ranks."""
+"""Test setup: the repository root on sys.path (pyproject's pythonpath adds search/ and eval/, so a test imports a
+script as a module: `import train_isic`), and what several test files share: a tiny ISIC 2019 folder, a labeled
+training killed after an epoch, gloo ranks."""
 import contextlib
 import csv
-import importlib.util
 import os
 import socket
 import subprocess
@@ -16,15 +16,6 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-
-
-def load_script(relpath):
-    """Import a script (e.g. 'search/search.py') as a module without running its main()."""
-    path = ROOT / relpath
-    spec = importlib.util.spec_from_file_location(path.stem + "_under_test", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 # ---- a tiny ISIC 2019 layout -------------------------------------------------------------------------------------

@@ -1,12 +1,11 @@
 """search/benchmark.py runs end to end on a tiny network and ends with a JSON line a program can read back."""
 import json
 
-from conftest import load_script
+import benchmark
 
 
 def test_benchmark_main_prints_a_sane_json_last_line(capsys):
-    bench = load_script("search/benchmark.py")
-    result = bench.main([
+    result = benchmark.main([
         "--DEVICE=cpu", "--INIT_CHANNELS=4", "--LAYERS=3", "--BATCH_SIZE=8", "--IMAGE_SIZE=16", "--N_IMAGES=48",
         "--WARMUP=1", "--ROUNDS=2", "--CHEAP_CALLS=2", "--NAIVE_ROUNDS=1", "--TRIAL_EPOCHS=2",
         "--AMP=bf16",  # exercises the autocast path (the CUDA default) on the CPU

@@ -5,9 +5,9 @@ import time
 
 import pytest
 
+import benchmark_workers
 from common.config import ConfigError
 from common.data.images import cache_path_for
-from conftest import load_script
 
 TINY = ["--DEVICE=cpu", "--PRESET=cpu", "--N_TRIALS=2", "--EPOCHS=1", "--INIT_CHANNELS=4", "--LAYERS=3",
         "--BATCH_SIZE=8", "--IMAGE_SIZE=16", "--N_IMAGES=24", "--BUDGET_NETWORK=(8,3,32,4)", "--PER_DEVICE=(1,2)",
@@ -15,8 +15,7 @@ TINY = ["--DEVICE=cpu", "--PRESET=cpu", "--N_TRIALS=2", "--EPOCHS=1", "--INIT_CH
 
 
 def test_one_worker_against_two_prints_both_rows_and_the_ratio(tmp_path, capsys):
-    bench = load_script("search/benchmark_workers.py")
-    result = bench.main([*TINY, f"--KEEP_DIR={tmp_path}"])
+    result = benchmark_workers.main([*TINY, f"--KEEP_DIR={tmp_path}"])
     out = capsys.readouterr().out.strip().splitlines()
     assert json.loads(out[-1]) == json.loads(json.dumps(result))  # the last line is the result, for programs
 
@@ -50,26 +49,24 @@ def test_one_worker_against_two_prints_both_rows_and_the_ratio(tmp_path, capsys)
 
 
 def test_a_run_past_its_time_limit_is_stopped_and_rows_add_up_their_rounds():
-    bench = load_script("search/benchmark_workers.py")
     start = time.perf_counter()
-    with pytest.raises(bench.RowTimeLimit), bench.time_limit(0.2):
+    with pytest.raises(benchmark_workers.RowTimeLimit), benchmark_workers.time_limit(0.2):
         time.sleep(5)
     assert time.perf_counter() - start < 2
-    with bench.time_limit(None):  # no limit: nothing is armed
+    with benchmark_workers.time_limit(None):  # no limit: nothing is armed
         pass
 
     runs = [dict(workers=2, per_device=2, threads=1, round=r, ok=ok, failed=0, wall_s=wall, trial_s=trial_s,
                  trials_run=ok, load=load, cut=cut)
             for r, ok, wall, trial_s, load, cut in ((1, 4, 40.0, 60.0, 2.0, None), (2, 2, 20.0, 30.0, 4.0, "stopped"))]
-    row = bench.combine(runs)
+    row = benchmark_workers.combine(runs)
     assert (row["ok"], row["wall_s"], row["rounds"]) == (6, 60.0, 2)
     assert row["trials_per_hour"] == 360.0 and row["mean_trial_s"] == 15.0  # 6 trials in 60 s; 90 s over 6 trials
     assert row["busy"] == 0.75 and row["load"] == 3.0 and row["cut"] == "stopped"  # 90 s / (60 s x 2 workers)
 
 
 def test_settings_are_checked_before_anything_runs(tmp_path):
-    bench = load_script("search/benchmark_workers.py")
     (tmp_path / "old_run").mkdir()
     for bad in ("--PER_DEVICE=(1,1)", "--PER_DEVICE=(0,2)", "--ROUNDS=0", f"--KEEP_DIR={tmp_path}", "--AMP=fp16"):
         with pytest.raises(ConfigError):
-            bench.main([*TINY, bad])
+            benchmark_workers.main([*TINY, bad])

@@ -8,9 +8,9 @@ import pytest
 from PIL import Image
 from scipy import stats
 
+import compare as compare_script
 from common.config import ConfigError
 from common.labeled import repeats
-from conftest import load_script
 
 CLASSES = ["MEL", "NV", "BCC"]
 
@@ -21,7 +21,7 @@ def split_of(split_seed):
 
 @pytest.fixture(scope="module")
 def compare():
-    return load_script("eval/compare.py")
+    return compare_script
 
 
 def fake_run(parent, name, bacc, macs, arch=None, genotype="CNAS_ISIC_s5", classes=CLASSES, layout="isic2019",

@@ -482,12 +482,12 @@ def test_transforms_uint8_output_for_device_side_normalisation():
 
 
 def test_benchmark_loader_smoke(tmp_path, capsys):
-    from conftest import load_script
+    import benchmark_loader
 
-    bench = load_script("eval/benchmark_loader.py")
     root = _isic(tmp_path / "isic", per_class=(3, 3), header=("image", "MEL", "NV"), nested=False)
-    summary = bench.main([f"--DATA_DIR={root}", f"--BENCH_DIR={tmp_path / 'bench'}", "--MODEL_ROW=False",
-                          "--NUM_WORKERS=0", "--MIN_SECONDS=0.01", "--ROUNDS=1", "--IMAGE_SIZE=16", "--BATCH_SIZE=2"])
+    summary = benchmark_loader.main([f"--DATA_DIR={root}", f"--BENCH_DIR={tmp_path / 'bench'}", "--MODEL_ROW=False",
+                                     "--NUM_WORKERS=0", "--MIN_SECONDS=0.01", "--ROUNDS=1", "--IMAGE_SIZE=16",
+                                     "--BATCH_SIZE=2"])
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert json.loads(last) == summary
     assert summary["n_images"] == 6 and summary["model_img_s"] is None

@@ -10,42 +10,26 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 from scipy import stats
 
 import common.data.images
+import proxy_study
+import search
 from common.arch import genotypes as G
 from common.config import ConfigError
+from common.labeled import run as labeled_run
 from common.search.candidate import NonFiniteLoss
 from common.study import measure as study_measure
 from common.study.measure import PartLog, random_genotypes, search_top
 from common.study.report import HIGHER_IS_BETTER, correlations, csv_text, format_table, report_markdown, study_rows
-from conftest import killed_after_epoch, load_script
+from conftest import killed_after_epoch, write_isic
 
-CLASSES = ["MEL", "NV", "BCC", "UNK"]
-COLOURS = {"MEL": (60, 30, 20), "NV": (160, 100, 70), "BCC": (220, 160, 200)}
 SEARCH_TINY = ["--EPOCHS=1", "--INIT_CHANNELS=4", "--LAYERS=3", "--BATCH_SIZE=8", "--IMAGE_SIZE=16", "--SEED=0",
                "--DECODE_WORKERS=1", "--DEVICE=cpu", "--BUDGET_NETWORK=(8,3,32,4)"]
 STUDY_TINY = ["--K=3", "--SEEDS=2", "--NCE_SEEDS=2", "--MIN_RELIABILITY=0", "--TOP=1", "--EPOCHS=2",
               "--INIT_CHANNELS=8", "--LAYERS=3", "--IMAGE_SIZE=32",
               "--BATCH_SIZE=8", "--DEVICE=cpu", "--THREADS=1", "--N_RESAMPLES=200", "--VAL_FRACTION=0.25",
               "--TRAIN_ARGS=('--NUM_WORKERS=0','--RESIZED_CACHE=off','--LR=0.1')"]
-
-
-def write_isic(root, n=36, seed=0):
-    """A tiny ISIC 2019 layout: three colour-coded classes (learnable in two epochs) and the one-hot CSV."""
-    rng = np.random.default_rng(seed)
-    folder = root / "ISIC_2019_Training_Input"
-    folder.mkdir(parents=True)
-    rows = []
-    for i in range(n):
-        cls = list(COLOURS)[i % len(COLOURS)]
-        pixels = np.clip(np.array(COLOURS[cls]) + rng.normal(0, 30, (40, 48, 3)), 0, 255).astype(np.uint8)
-        Image.fromarray(pixels).save(folder / f"ISIC_{i:07d}.jpg", quality=90)
-        rows.append([f"ISIC_{i:07d}"] + ["1.0" if c == cls else "0.0" for c in CLASSES])
-    with open(root / "ISIC_2019_Training_GroundTruth.csv", "w", newline="") as f:
-        csv.writer(f).writerows([["image", *CLASSES], *rows])
-    return root
 
 
 def read_study_csv(path):
@@ -238,11 +222,11 @@ def test_reliability_verdicts_and_the_size_baseline(tmp_path):
 def tiny(tmp_path_factory):
     """A tiny labeled ISIC folder, a 2-trial search on its images, and a K=3 + TOP=1, SEEDS=2 study of both."""
     root = tmp_path_factory.mktemp("study")
-    isic = write_isic(root / "isic")
+    isic = root / "isic"
+    write_isic(isic)
     with pytest.MonkeyPatch.context() as mp:
-        # image caches stay in the test's folder (search.py imports the function when it is loaded)
+        # image caches stay in the test's folder
         mp.setattr(common.data.images, "cache_path_for", lambda folder, size, subset=None: root / f"cache-{size}.npz")
-        search = load_script("search/search.py")
         search_run = search.main([f"--DATA_DIR={isic / 'ISIC_2019_Training_Input'}", f"--OUT_DIR={root / 'search'}",
                                   "--N_TRIALS=2", "--ALGO=random", *SEARCH_TINY])
         real_nce = study_measure.nce_score
@@ -264,23 +248,15 @@ def tiny(tmp_path_factory):
 
 
 def _study(args, calls, interrupt_after_epoch=None):
-    """Run proxy_study.py's main() from a fresh import, recording every train_isic main() call's argv; optionally
-    interrupted (like a kill) once train_isic has saved that many epochs."""
-    module = load_script("search/proxy_study.py")
-    real_load = module._load_script
-
-    def load(relpath):
-        script = real_load(relpath)
-        if relpath.endswith("train_isic.py"):
-            train_main = script.main
-            script.main = lambda argv: calls.append(argv) or train_main(argv)
-        return script
-
-    module._load_script = load
-    if interrupt_after_epoch is None:
-        return module.main(args)
-    with killed_after_epoch(interrupt_after_epoch):
-        return module.main(args)
+    """Run proxy_study.py's main(), recording the settings of every labeled training it starts; optionally interrupted
+    (like a kill) once a training has saved that many epochs."""
+    real_train = labeled_run.train
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(labeled_run, "train", lambda cfg, *a, **k: calls.append(cfg) or real_train(cfg, *a, **k))
+        if interrupt_after_epoch is None:
+            return proxy_study.main(args)
+        with killed_after_epoch(interrupt_after_epoch):
+            return proxy_study.main(args)
 
 
 def test_study_writes_every_file(tiny):
@@ -309,9 +285,8 @@ def test_study_writes_every_file(tiny):
 
 def test_labels_come_from_train_isic_runs_with_one_split_and_each_seed(tiny):
     run, calls = tiny["run"], tiny["calls"]
-    assert len(calls) == 8  # 4 genotypes x 2 seeds, through train_isic's main()
-    seeds = sorted(a for argv in calls for a in argv if a.startswith("--SEED="))
-    assert seeds == ["--SEED=0"] * 4 + ["--SEED=1"] * 4
+    assert len(calls) == 8  # 4 genotypes x 2 seeds, through train_isic's own training
+    assert sorted(cfg["SEED"] for cfg in calls) == [0] * 4 + [1] * 4
     splits = set()
     for r in read_study_csv(run / "study.csv"):
         for i in range(2):
@@ -329,7 +304,7 @@ def test_labels_come_from_train_isic_runs_with_one_split_and_each_seed(tiny):
 
 
 def test_a_study_killed_during_a_labeled_training_resumes_it_from_its_checkpoint(tiny):
-    assert len(tiny["killed"]) == 1 and tiny["calls"][0] == tiny["killed"][0]  # the same argv: the same run folder
+    assert len(tiny["killed"]) == 1 and tiny["calls"][0] == tiny["killed"][0]  # the same settings: the same run folder
     run = tiny["run"] / "train" / "random-00-s0"
     history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
     assert [h["epoch"] for h in history] == [1, 2]
@@ -421,13 +396,13 @@ def test_resume_after_kill_runs_only_the_missing_parts(tiny, tmp_path):
 def test_bad_settings_stop_before_a_run_folder(tmp_path, bad, match):
     out = tmp_path / "run"
     with pytest.raises(ConfigError, match=match):
-        load_script("search/proxy_study.py").main([f"--OUT_DIR={out}", "--DEVICE=cpu", bad])
+        proxy_study.main([f"--OUT_DIR={out}", "--DEVICE=cpu", bad])
     assert not out.exists()
 
 
 def test_a_folder_that_is_no_search_run_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="not a search run"):
-        load_script("search/proxy_study.py").main([f"--SEARCH_RUN={tmp_path}", f"--OUT_DIR={tmp_path / 'run'}"])
+        proxy_study.main([f"--SEARCH_RUN={tmp_path}", f"--OUT_DIR={tmp_path / 'run'}"])
 
 
 def test_nce_init_is_the_same_loss_without_learning(tiny):

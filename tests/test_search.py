@@ -3,7 +3,6 @@ import csv
 import io
 import json
 import os
-import runpy
 import shutil
 import signal
 import subprocess
@@ -16,13 +15,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import common.data.images
+import search
 from common.arch import genotypes as G
 from common.arch.networks import SearchNetwork
 from common.config import ConfigError
 from common.data.images import cache_path_for
 from common.search import candidate as trial_module
 from common.search import trial as search_trial
-from conftest import ROOT, load_script
+from conftest import ROOT
 
 # a network small enough for a 2-core CPU: 3 cells (normal, reduce, reduce), C=4 (FactorizedReduce sees 8, 16)
 TINY = ["--EPOCHS=1", "--INIT_CHANNELS=4", "--LAYERS=3", "--BATCH_SIZE=8", "--IMAGE_SIZE=16", "--SEED=3",
@@ -45,12 +46,12 @@ def images(tmp_path_factory):
 
 
 def _search(out_dir, data_dir, *args, cache=None):
-    """Run search.py's main() in-process from a fresh import of the script."""
-    module = load_script("search/search.py")
+    """Run search.py's main() in-process, its image cache kept out of the repository."""
     cache = cache or Path(out_dir).parent / f"{Path(out_dir).name}-cache.npz"
-    module.cache_path_for = lambda folder, size, subset=None: cache  # keep the image cache out of the repository
-    run_dir = module.main([f"--DATA_DIR={data_dir}", f"--OUT_DIR={out_dir}", *TINY, *args])
-    return module, Path(run_dir)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(common.data.images, "cache_path_for", lambda folder, size, subset=None: cache)
+        run_dir = search.main([f"--DATA_DIR={data_dir}", f"--OUT_DIR={out_dir}", *TINY, *args])
+    return search, Path(run_dir)
 
 
 def _trials(run_dir):
@@ -214,10 +215,9 @@ def test_too_many_failures_stop_the_search(images, tmp_path, monkeypatch):
         raise RuntimeError("CUDA out of memory (simulated)")
 
     monkeypatch.setattr(search_trial, "run_trial", run_trial)
-    module = load_script("search/search.py")
-    module.cache_path_for = lambda folder, size, subset=None: tmp_path / "cache.npz"
-    with pytest.raises(module.SearchStopped, match="2 failed trials.*out of memory"):
-        module.main([f"--DATA_DIR={images}", f"--OUT_DIR={tmp_path / 'run'}", *TINY, "--N_TRIALS=2",
+    monkeypatch.setattr(common.data.images, "cache_path_for", lambda folder, size, subset=None: tmp_path / "cache.npz")
+    with pytest.raises(search.SearchStopped, match="2 failed trials.*out of memory"):
+        search.main([f"--DATA_DIR={images}", f"--OUT_DIR={tmp_path / 'run'}", *TINY, "--N_TRIALS=2",
                      "--MAX_FAILURES=2"])
     trials = _trials(tmp_path / "run")
     assert [t["status"] for t in trials] == ["fail", "fail"]
@@ -299,11 +299,10 @@ def test_bad_arguments_exit_with_one_line(arg, words, monkeypatch, capsys):
 
 
 def _run_main_block(monkeypatch, capsys, argv):
-    """`python search.py ...` without a new process: the script's __main__ block runs here and must exit."""
-    monkeypatch.setattr(sys, "argv", argv)
+    """`python search.py ...` without a new process: what its __main__ block runs (cli) runs here and must exit."""
     capsys.readouterr()
     with pytest.raises(SystemExit) as exit_:
-        runpy.run_path(str(ROOT / "search" / "search.py"), run_name="__main__")
+        search.cli(argv[1:])
     out, err = capsys.readouterr()
     return subprocess.CompletedProcess(argv, exit_.value.code, out, err)
 
@@ -337,8 +336,7 @@ def test_killed_search_resumes_where_it_stopped(images, tmp_path, repo_cache_cle
         _search(out, data, "--N_TRIALS=4", "--EPOCHS=2")
     assert (out / "config.json").read_bytes() == config and trials_file.read_bytes().split(b"\n")[:2] == before
 
-    monkeypatch.setattr(sys, "argv", cmd[1:])  # the same command again, here (a second process costs ~5 s)
-    runpy.run_path(str(ROOT / "search" / "search.py"), run_name="__main__")
+    search.cli(cmd[2:])  # the same command again, here (a second process costs ~5 s)
     assert "resumed:" in capsys.readouterr().out
     assert trials_file.read_bytes().split(b"\n")[:2] == before  # kept as they were, not re-run
     trials = _trials(out)

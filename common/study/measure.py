@@ -15,9 +15,10 @@ Parts (key: genotype id, part, seed index):
   nce_init  the control: the same loss, views, negatives, bank (and its refresh) and seed as nce seed 0, with the
             weights left at their initialisation (no learning): what nce says before any training
   nce_long  optional: nce with other search settings (NCE_LONG_ARGS, e.g. more epochs): a second variant
-  train     eval/train_isic.py's main() on the genotype with labels (the eval's own code path); seed index i
-            trains with --SEED=<study SEED + i>; the split (SPLIT_SEED) stays fixed. The record keeps every epoch's
-            validation balanced accuracy, macro AUC and loss, from which the truth candidates are computed
+  train     common.labeled.run.train, train_isic.py's own training, on the genotype with labels and the settings
+            train_isic.py resolved for the study; seed index i trains with SEED = study SEED + i; the split
+            (SPLIT_SEED) stays fixed. The record keeps every epoch's validation balanced accuracy, macro AUC and
+            loss, from which the truth candidates are computed
 """
 import collections
 import contextlib
@@ -33,6 +34,7 @@ import torch
 from common.arch import genotypes as G
 from common.arch.cell_cost import eval_network_size as candidate_size
 from common.failures import run_candidate
+from common.labeled import run as labeled_run
 from common.runs import FINISHED, append_jsonl, atomic_write_json, read_jsonl
 from common.search.trial import nce_score, release_memory, training_free_score
 
@@ -132,15 +134,14 @@ class Measurer:
     """What every part of the study needs.
 
     ctx: the search's TrialContext (its images on the device, views, settings with SEED = the search's, runtime);
-    train_fn(argv) -> run folder: eval/train_isic.py's main; train_args(genotype file, out dir, seed index) -> argv;
-    size_network: (C, cells, image px, classes) of the labeled-training network. Everything but ctx and log is
-    picklable: a worker process builds its own Measurer from the same values (measure_many).
+    train_cfg: train_isic.py's resolved settings for the study's labeled training (each part sets GENOTYPE, OUT_DIR
+    and SEED); size_network: (C, cells, image px, classes) of the labeled-training network. Everything but ctx and
+    log is picklable: a worker process builds its own Measurer from the same values (measure_many).
     """
 
     run_dir: Path
     ctx: object
-    train_fn: object
-    train_args: object
+    train_cfg: dict
     size_network: tuple
     n_seeds: int
     max_failures: int
@@ -188,20 +189,21 @@ class Measurer:
         return self._train(entry, seed_index)
 
     def _train(self, entry, seed_index):
-        """Labeled training through train_isic's main(); a finished run folder is only read (the study was killed
-        between its end and this record), an unfinished one resumes from its checkpoint."""
-        # absolute paths: train_isic resumes only a run with the same GENOTYPE, whatever the working directory
+        """Labeled training through train_isic's own run (common.labeled.run.train); a finished run folder is only
+        read (the study was killed between its end and this record), an unfinished one resumes from its checkpoint."""
+        # absolute paths: a run resumes only with the same GENOTYPE, whatever the working directory
         out = (Path(self.run_dir) / TRAIN_DIR / f"{entry['id']}-s{seed_index}").resolve()
-        argv = self.train_args(genotype_file(self.run_dir, entry["id"]).resolve(), out, seed_index)
+        cfg = {**self.train_cfg, "GENOTYPE": str(genotype_file(self.run_dir, entry["id"]).resolve()), "OUT_DIR": str(out),
+               "SEED": self.train_cfg["SEED"] + seed_index}
         timing = {}
         if (out / FINISHED).exists():
             timing = {"seconds": json.loads((out / "metrics.json").read_text())["wall_seconds"], "cpu_seconds": None}
         else:
             out.parent.mkdir(parents=True, exist_ok=True)
-            threads = torch.get_num_threads()  # train_isic may set its own; the next nce runs as before
+            threads = torch.get_num_threads()  # the training may set its own THREADS; the next nce runs as before
             try:
                 with open(out.parent / f"{out.name}.log", "a") as f, contextlib.redirect_stdout(f):
-                    self.train_fn(argv)
+                    labeled_run.train(cfg)
             finally:
                 torch.set_num_threads(threads)
         metrics = json.loads((out / "metrics.json").read_text())
@@ -210,21 +212,6 @@ class Measurer:
                 "val_selected_bacc": metrics["val_selected"]["balanced_accuracy"], "best_epoch": metrics["best_epoch"],
                 "epochs": metrics["epochs"], "run": str(out.relative_to(Path(self.run_dir).resolve())),
                 **{f"epoch_{key}": [h[f"val_{key}"] for h in history] for key in EPOCH_METRICS}, **timing}
-
-
-def train_argv(settings, genotype, out_dir, seed_index):
-    """train_isic.py's argv for one genotype (a name or a best_genotype.json) and seed index.
-
-    settings: the study's EPOCHS, INIT_CHANNELS, LAYERS, IMAGE_SIZE, BATCH_SIZE, DEVICE, SEED, TRAIN_ARGS, and
-    DATA_DIR / PRESET / VAL_FRACTION / TEST_FRACTION where they are not None.
-    """
-    argv = [f"--GENOTYPE={genotype}", f"--OUT_DIR={out_dir}", f"--SEED={settings['SEED'] + seed_index}", "--N_CAM=0",
-            "--LATENCY_RUNS=1",  # the model card's CPU latency is no part of the study: one timed run, not 30
-            *(f"--{k}={settings[k]}" for k in ("EPOCHS", "INIT_CHANNELS", "LAYERS", "IMAGE_SIZE", "BATCH_SIZE",
-                                                "DEVICE"))]
-    argv += [f"--{k}={settings[k]}" for k in ("PRESET", "DATA_DIR", "VAL_FRACTION", "TEST_FRACTION")
-             if settings.get(k) is not None]
-    return argv + list(settings["TRAIN_ARGS"])
 
 
 def part_line(record):
@@ -251,26 +238,6 @@ def _num(value, spec):
 
 
 # ----------------------------------------------------------------------------- many parts, in parallel or not
-
-
-def load_script(path):
-    """A repository script (search.py, train_isic.py) as a module: importing it only defines constants and functions."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(f"_study_{Path(path).stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-class ScriptMain:
-    """A picklable train_fn: the main() of a repository script, loaded in whichever process calls it."""
-
-    def __init__(self, path):
-        self.path = str(path)
-
-    def __call__(self, argv):
-        return load_script(self.path).main(argv)
 
 
 _WORKER = {}  # the Measurer of this worker process
