@@ -1,2 +1,4 @@
 """The label-free search: train a candidate contrastively (candidate), score one trial (trial), the ask/tell loop
-with resume (loop), TPE (tpe), training-free scores (zero_cost) and the executors that run trials in parallel."""
+with resume (loop), the algorithms behind one ask/tell interface (strategy: tpe, evolution), early stopping of poor
+trials (early_stop), training-free scores (zero_cost), the executors that run trials in parallel, and the strategies'
+comparison report (strategy_report)."""
