@@ -59,12 +59,13 @@ PRESET = "auto"  # 'auto' ('demo' without DATA_DIR, else 'paper') | 'demo' | 'pa
 PRESETS = {
     # one GPU: the paper's search settings, 60 full trials' worth of epochs (10 each) per search, three seeds
     "paper": {},
-    # one CPU core, about 45 minutes: the demo search (C=16, 5 cells, 320 images, 2 epochs per trial) with one thread.
-    # Measured: a demo trial takes 40-65 s with one thread (process CPU time 35-65 s, the other core busy) and a
-    # search's start-up about 15 s, so 10 searches x (15 s + 5 trials x ~50 s) = ~45 min. Random starts and the
-    # population are scaled to 5 full trials per search (README: "Search strategies at equal compute")
-    "demo": dict(SEEDS=(0, 1), EPOCH_BUDGET=10, THREADS=1,
-                 SEARCH_ARGS=("--TPE_STARTUP=3", "--POPULATION=3", "--SAMPLE_SIZE=2", "--MIN_REFERENCE=2")),
+    # one CPU core, about 45 minutes: trials of 6 epochs (so a rule has epochs to save) on 128 of the demo lesions
+    # with C=8, one thread; a 6-epoch trial measured about 50 s on a loaded core (8 s an epoch), so 48 epochs (8 full
+    # trials) per search x 5 strategies x 2 seeds; halving's rungs at 2 and 6 epochs; startup scaled to the budget
+    "demo": dict(SEEDS=(0, 1), EPOCH_BUDGET=48, THREADS=1,
+                 SEARCH_ARGS=("--EPOCHS=6", "--INIT_CHANNELS=8", "--LAYERS=5", "--MAX_IMAGES=128", "--BATCH_SIZE=32",
+                              "--TPE_STARTUP=3", "--POPULATION=4", "--SAMPLE_SIZE=2", "--GRACE_EPOCHS=2",
+                              "--REDUCTION_FACTOR=3", "--MIN_REFERENCE=2")),
 }
 _SET_HERE = ("ALGO", "EARLY_STOP", "EPOCH_BUDGET", "N_TRIALS", "SEED", "OUT_DIR", "THREADS", "DEVICE", "DATA_DIR",
              "PRESET")  # search.py settings the benchmark sets itself
