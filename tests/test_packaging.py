@@ -1,5 +1,6 @@
 """Packaging metadata agrees with itself: pyproject vs requirements.txt, one version everywhere, a valid CITATION.cff."""
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -70,9 +71,17 @@ def test_citation_cff_structure():
 
 
 def test_pip_install_installs_common_and_every_stage_folder(tmp_path):
-    # a real (no-deps) install: what a user gets from `pip install .` must hold every module the scripts import
+    # a real (no-deps) install of what a fresh clone holds (the files git sees; a stale build/ here would leak in):
+    # what a user gets from `pip install .` must hold every module the scripts import
+    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, check=True,
+                            capture_output=True, text=True).stdout.splitlines()
+    clone = tmp_path / "clone"
+    for rel in listed:
+        if (ROOT / rel).is_file():
+            (clone / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / rel, clone / rel)
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-                    "--target", str(tmp_path / "site"), str(ROOT)], check=True, capture_output=True, cwd=tmp_path)
+                    "--target", str(tmp_path / "site"), str(clone)], check=True, capture_output=True, cwd=tmp_path)
     on_disk = {p.relative_to(ROOT).as_posix() for p in (ROOT / "common").rglob("*.py")}
     installed = {p.relative_to(tmp_path / "site").as_posix() for p in (tmp_path / "site" / "common").rglob("*.py")}
     assert on_disk == installed and "common/arch/genotypes.py" in installed
