@@ -33,6 +33,30 @@ def grid(fractions, seeds, arms=ARMS):
     return [Cell(float(f), arm, int(s)) for s in seeds for f in sorted(fractions) for arm in arms]
 
 
+def epochs_for(n_labeled, batch_size, epochs, min_steps):
+    """Labeled epochs of a run on n_labeled images: EPOCHS, or more where that many would make fewer than min_steps
+    SGD steps (a full batch per step, the last partial one dropped as the loader does, one step for a single batch).
+    Without the floor, 5 % of the labels would mean 20x fewer steps: the curve would measure under-training."""
+    steps = n_labeled // batch_size if n_labeled > batch_size else 1
+    return max(epochs, math.ceil(min_steps / steps))
+
+
+def machine():
+    """'<CPU model>, <n> cores' (Linux), else the platform's processor name: for the notes of curve.md."""
+    import os
+    import platform
+
+    name = platform.processor() or platform.machine()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{name}, {os.cpu_count()} cores"
+
+
 def row(cell, metrics=None, **extra):
     """A curve.csv row of a cell: from its metrics.json (test metrics, the selected epoch's validation, sizes) and
     what the driver knows (run folder, seconds, status, reason)."""

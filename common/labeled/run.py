@@ -1,10 +1,12 @@
 """One labeled training, data -> model -> epochs -> results: what train_isic.py's main() runs, and the proxy study
 for each genotype and seed. Each stage's machinery lives in its own module of common/labeled."""
 import time
+from pathlib import Path
 
 import torch
 
 from common import runs
+from common.config import ConfigError
 from common.device import check_resumed_runtime, pick_device, runtime
 from common.labeled import few_labels, model_card
 from common.labeled.data import load_data, make_loaders, n_images, prepare_splits, record_skipped
@@ -29,6 +31,7 @@ from common.labeled.model import (
     probe_images,
     write_architecture,
 )
+from common.labeled.pretrain import PRETRAINED
 from common.labeled.results import RunInfo, report, save_results
 from common.labeled.torchrun import on_main, say_if
 from common.labeled.training import seed_everything
@@ -98,6 +101,32 @@ def train(cfg, ctx=None, started=None):
     if card["onnx"] is not None and not card["onnx"]["ok"]:  # the run is finished: only the export failed
         raise model_card.OnnxMismatch(f"{card['onnx']['error']}; the run itself finished: {run_dir}")
     return run_dir
+
+
+def pretrain_only(cfg):
+    """Self-supervised pre-training alone, in one process: cfg's OUT_DIR gets config.json, split.csv and pretrained.pt
+    (PRETRAIN_EPOCHS of it on the training split's images, or UNLABELED_DIR's) and no labeled epoch runs. A label
+    curve shares one such file among all the labeled fractions of a split: their pre-training would be the same, since
+    it reads every training image whatever the fraction. Returns pretrained.pt; a finished folder is only read."""
+    if not cfg["PRETRAIN_EPOCHS"]:
+        raise ConfigError("pre-training alone needs PRETRAIN_EPOCHS > 0")
+    out = Path(cfg["OUT_DIR"]).expanduser()
+    if (out / runs.FINISHED).exists():
+        return out / PRETRAINED
+    ctx = DistContext(device=pick_device(cfg["DEVICE"]))
+    rt = start_runtime(cfg, ctx)
+    architecture = choose_architecture(cfg)
+    data = load_data(cfg)
+    seed_everything(cfg["SEED"])  # the same initial weights as train() builds for this SEED
+    model = build_model(architecture.genotype, len(data.classes), cfg, few_labels.imagenet_weights(cfg))
+    few_labels.load_weights(cfg, model)
+    few_labels.check_memory(cfg, model, rt)
+    run_dir, _ = open_run(cfg, architecture, rt)
+    splits, _, _ = prepare_splits(cfg, data, run_dir, trained=False)
+    path = few_labels.pretrain_start(cfg, data, few_labels.labeled_splits(splits, data), model, run_dir, rt,
+                                     architecture)
+    runs.mark_finished(run_dir, {"pretrained": str(path)})
+    return path
 
 
 def start_runtime(cfg, ctx):
