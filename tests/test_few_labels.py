@@ -11,7 +11,7 @@ import torch
 import train_isic
 from common.data.label_subset import labels_kept
 from common.labeled import pretrain
-from conftest import write_isic
+from conftest import killed_after_epoch, write_isic
 
 TINY = ["--IMAGE_SIZE=32", "--INIT_CHANNELS=8", "--LAYERS=3", "--EPOCHS=2", "--BATCH_SIZE=8", "--NUM_WORKERS=0",
         "--N_CAM=0", "--LATENCY_RUNS=1", "--GENOTYPE=CNAS_ISIC_s4", "--VAL_FRACTION=0.25", "--RESIZED_CACHE=off",
@@ -79,6 +79,18 @@ def test_a_kill_during_pretraining_resumes_to_the_same_run(isic, few_run, tmp_pa
     same = ("balanced_accuracy", "auc_macro", "best_epoch")
     a, b = (json.loads((run / "metrics.json").read_text()) for run in (few_run, out))
     assert {k: a[k] for k in same} == {k: b[k] for k in same}
+
+
+def test_a_kill_during_the_labeled_epochs_resumes_after_the_pretraining(isic, few_run, tmp_path, capsys):
+    out = tmp_path / "killed"
+    with killed_after_epoch(1), pytest.raises(KeyboardInterrupt):
+        train_isic.main([f"--DATA_DIR={isic}", f"--OUT_DIR={out}", *TINY, *FEW])
+    stamp = (out / pretrain.PRETRAINED).stat().st_mtime_ns
+    train_isic.main([f"--DATA_DIR={isic}", f"--OUT_DIR={out}", *TINY, *FEW])
+    assert "resumed from" in capsys.readouterr().out
+    assert (out / pretrain.PRETRAINED).stat().st_mtime_ns == stamp  # not pre-trained again
+    a, b = (torch.load(run / "best.pt", weights_only=True)["model"] for run in (few_run, out))
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_pretrained_weights_start_a_genotype_run(isic, few_run, tmp_path):
