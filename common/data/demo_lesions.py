@@ -35,6 +35,7 @@ import os
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from statistics import NormalDist
 
@@ -101,11 +102,12 @@ def _brown(t):
     return _BROWNS[i] + (_BROWNS[i + 1] - _BROWNS[i]) * np.float32(pos - i)
 
 
-def _dots_alpha(h, w, xs, ys, rs, softness=0.8, elong=None, angles=None, ring=None):
-    """Soft discs (or ovals: elong > 1 along angles) at (xs, ys) with radii rs, as one (H, W) alpha map.
+def _dots_alpha(h, w, centres, rs, softness=0.8, *, elong=None, angles=None, ring=None):
+    """Soft discs (or ovals: elong > 1 along angles) at centres (xs, ys) with radii rs, as one (H, W) alpha map.
 
     ring: a line width; then only each disc's outline (width ring) is drawn.
     """
+    xs, ys = centres
     out = np.zeros((h, w), np.float32)
     elong = np.ones(len(xs)) if elong is None else elong
     angles = np.zeros(len(xs)) if angles is None else angles
@@ -178,12 +180,22 @@ def _background(rng, h, w, yy, xx, sun_damage):
     return img.astype(np.float32)
 
 
-def _lesion_geometry(rng, h, w, yy, xx, s, size, aspect, harmonics, notches=0):
-    """Normalised distance d (H, W), < 1 inside the lesion, and its ellipse (cx, cy, a, b, rot).
+@dataclass(frozen=True, kw_only=True)
+class _Contour:
+    """A class's lesion outline before its random placement: an ellipse of radius `size` (fraction of s, the short
+    side times the zoom) and `aspect`, its radius modulated by cos(k*phi) `harmonics` (k, amplitude) and cut by
+    `notches` sharp inward dents."""
 
-    The contour is an ellipse of radius `size` (fraction of s, the short side times the zoom) and `aspect`, its
-    radius modulated by cos(k*phi) terms (k, amplitude) and cut by `notches` sharp inward dents.
-    """
+    size: float
+    aspect: float
+    harmonics: list  # of (k, amplitude); each amplitude is drawn at 0.5-1x of its value
+    notches: int = 0
+
+
+def _lesion_geometry(rng, h, w, yy, xx, s, contour):
+    """Normalised distance d (H, W), < 1 inside the lesion of _Contour `contour`, and its ellipse (cx, cy, a, b, rot),
+    placed near the image's centre at a random angle."""
+    size, aspect, harmonics, notches = contour.size, contour.aspect, contour.harmonics, contour.notches
     a = float(s * size)
     b = a / aspect
     cx = w / 2.0 + rng.normal(0, 0.06) * w
@@ -305,10 +317,11 @@ def _body(rng, img, d, colour, edge, opacity):
     return _blend(img, colour, alpha), alpha
 
 
-def _peppering(rng, img, h, w, geom, s, n, d_hi, strength):
-    """Fine grey-blue granules (melanophages), clustered: a sign of regression."""
+def _peppering(rng, img, geom, s, n, d_hi, strength):
+    """n fine grey-blue granules (melanophages) out to radius d_hi of the lesion, clustered: a sign of regression."""
+    h, w = img.shape[:2]
     xs, ys = _ring_points(rng, geom, n, 0.0, d_hi, clustered=True)
-    dots = _dots_alpha(h, w, xs, ys, s * rng.uniform(0.004, 0.009, n), 0.6)
+    dots = _dots_alpha(h, w, (xs, ys), s * rng.uniform(0.004, 0.009, n), 0.6)
     return _blend(img, (96, 96, 112), dots * strength)
 
 
@@ -333,7 +346,8 @@ def _paint_nv(rng, img, h, w, yy, xx, s):
     Dermal naevi are pale pinkish tan with comma-shaped vessels."""
     atyp = rng.beta(1.2, 5.0)
     harmonics = [(2, 0.03 + 0.08 * atyp), (3, 0.03 + 0.07 * atyp), (5, 0.05 * atyp)]
-    d, geom = _lesion_geometry(rng, h, w, yy, xx, s, rng.uniform(0.13, 0.30), rng.uniform(1.0, 1.35), harmonics)
+    contour = _Contour(size=rng.uniform(0.13, 0.30), aspect=rng.uniform(1.0, 1.35), harmonics=harmonics)
+    d, geom = _lesion_geometry(rng, h, w, yy, xx, s, contour)
     dermal = rng.random() < 0.2
     brown = 0.4 * _brown(rng.uniform(0.0, 0.35)) + 0.6 * _PINK if dermal else _brown(rng.uniform(0.1, 0.8))
     inner = 1.0 - np.clip(d, 0, 1)
@@ -352,7 +366,7 @@ def _paint_nv(rng, img, h, w, yy, xx, s):
         spacing = s * rng.uniform(0.045, 0.07)
         xs, ys = _grid_points(rng, geom, spacing, rng.uniform(0.7, 0.9), 0.15 + 0.3 * atyp)
         r = np.full(len(xs), spacing * rng.uniform(0.22, 0.32))
-        img = _blend(img, brown * 0.6, _dots_alpha(h, w, xs, ys, r) * rng.uniform(0.6, 0.85))
+        img = _blend(img, brown * 0.6, _dots_alpha(h, w, (xs, ys), r) * rng.uniform(0.6, 0.85))
     if dermal:  # comma vessels: short curved red arcs
         xs, ys = _ring_points(rng, geom, int(rng.integers(3, 9)), 0.1, 0.85, clustered=False)
         arcs = [_bezier(np.array([x, y]), np.array([x, y]) + rng.normal(0, s * 0.02, 2),
@@ -367,7 +381,8 @@ def _paint_mel(rng, img, h, w, yy, xx, s):
     typ = rng.uniform(0.15, 1.0)  # how florid: some melanomas look almost like naevi
     harmonics = [(k, amp * typ) for k, amp in [(1, 0.12), (2, 0.1), (3, 0.09), (5, 0.06), (7, 0.05), (11, 0.035)]]
     size = rng.uniform(0.18, 0.40)
-    d, geom = _lesion_geometry(rng, h, w, yy, xx, s, size, rng.uniform(1.0, 1.6), harmonics, int(typ * 3.5))
+    contour = _Contour(size=size, aspect=rng.uniform(1.0, 1.6), harmonics=harmonics, notches=int(typ * 3.5))
+    d, geom = _lesion_geometry(rng, h, w, yy, xx, s, contour)
     t0 = rng.uniform(0.15, 0.75)
     palette = [_brown(t0), _brown(t0 + rng.uniform(0.2, 0.45))]
     extras = [_brown(1.0), _BLUE_GREY, np.array([168, 86, 80], np.float32), _brown(t0 - 0.25)]
@@ -384,7 +399,7 @@ def _paint_mel(rng, img, h, w, yy, xx, s):
     img, alpha = _body(rng, img, d, colour, edge, rng.uniform(0.8, 0.97))
     if amelanotic:  # dotted and short irregular linear vessels together
         xs, ys = _ring_points(rng, geom, int(rng.integers(10, 30)), 0.0, 0.9, clustered=True)
-        img = _blend(img, _VESSEL_RED, _dots_alpha(h, w, xs, ys, np.full(len(xs), s * 0.007), 0.5) * alpha * 0.8)
+        img = _blend(img, _VESSEL_RED, _dots_alpha(h, w, (xs, ys), np.full(len(xs), s * 0.007), 0.5) * alpha * 0.8)
         xs, ys = _ring_points(rng, geom, int(rng.integers(3, 8)), 0.0, 0.9, clustered=False)
         wiggles = [_bezier(np.array([x, y]), np.array([x, y]) + rng.normal(0, s * 0.04, 2),
                            np.array([x, y]) + rng.normal(0, s * 0.06, 2)) for x, y in zip(xs, ys)]
@@ -402,7 +417,7 @@ def _paint_mel(rng, img, h, w, yy, xx, s):
     if rng.random() < 0.75:  # irregular dots and globules, bunched at the periphery
         n = int(rng.integers(3, 5 + round(16 * typ)))
         xs, ys = _ring_points(rng, geom, n, 0.55, 1.1, clustered=True)
-        dots = _dots_alpha(h, w, xs, ys, s * rng.uniform(0.006, 0.022, n), elong=rng.uniform(1, 1.8, n),
+        dots = _dots_alpha(h, w, (xs, ys), s * rng.uniform(0.006, 0.022, n), elong=rng.uniform(1, 1.8, n),
                            angles=rng.uniform(0, np.pi, n))
         img = _blend(img, _brown(rng.uniform(0.7, 1.0)), dots * 0.85)
     if rng.random() < 0.4 * typ + 0.05:  # streaks / pseudopods leaving the border in one sector
@@ -415,14 +430,15 @@ def _paint_mel(rng, img, h, w, yy, xx, s):
     if rng.random() < 0.35:  # regression: a white scar-like area peppered with grey granules
         zone = _patches(rng, h, w, 6, 0.2) * _smoothstep((0.85 - d) / 0.2) * _texture(rng, h, w, 0.3)[..., 0]
         img = _blend(img, _WHITE * 0.95, np.clip(zone, 0, 1) * rng.uniform(0.3, 0.6))
-        img = _peppering(rng, img, h, w, geom, s, int(rng.integers(20, 60)), 0.85, 0.6)
+        img = _peppering(rng, img, geom, s, int(rng.integers(20, 60)), 0.85, 0.6)
     return img
 
 
 def _paint_bcc(rng, img, h, w, yy, xx, s):
     """Basal cell carcinoma: translucent pink, arborizing vessels, blue-grey nests, leaf-like areas, shiny white."""
     harmonics = [(2, 0.06), (3, 0.06), (5, 0.04)]
-    d, geom = _lesion_geometry(rng, h, w, yy, xx, s, rng.uniform(0.16, 0.34), rng.uniform(1.0, 1.5), harmonics)
+    contour = _Contour(size=rng.uniform(0.16, 0.34), aspect=rng.uniform(1.0, 1.5), harmonics=harmonics)
+    d, geom = _lesion_geometry(rng, h, w, yy, xx, s, contour)
     pigmented = rng.random() < 0.5  # pigmented BCC: brown-grey nests and leaf-like areas, weaker pink
     pink = _PINK * rng.uniform(0.85, 1.02)
     if pigmented:
@@ -439,14 +455,15 @@ def _paint_bcc(rng, img, h, w, yy, xx, s):
         n = int(rng.integers(3, 9) if pigmented else rng.integers(1, 5))
         xs, ys = _ring_points(rng, geom, n, 0.0, 0.85, clustered=pigmented)
         r = s * rng.uniform(0.015, 0.04, n)
-        nests = _dots_alpha(h, w, xs, ys, r, s * 0.015, rng.uniform(1.2, 2.2, n), rng.uniform(0, np.pi, n))
+        nests = _dots_alpha(h, w, (xs, ys), r, s * 0.015, elong=rng.uniform(1.2, 2.2, n),
+                            angles=rng.uniform(0, np.pi, n))
         img = _blend(img, (84, 74, 78) if pigmented else _BLUE_GREY, nests * rng.uniform(0.45, 0.8))
     if pigmented and rng.random() < 0.6:  # leaf-like areas: bulbous projections pointing out at the rim
         n = int(rng.integers(3, 8))
         t = rng.uniform(0, 2 * np.pi) + rng.normal(0, 0.8, n)
         xs, ys = _from_ellipse(geom, np.cos(t) * 0.85, np.sin(t) * 0.85)
-        leaves = _dots_alpha(h, w, xs, ys, s * rng.uniform(0.012, 0.02, n), 0.8, rng.uniform(1.8, 2.8, n),
-                             t + geom[4])
+        leaves = _dots_alpha(h, w, (xs, ys), s * rng.uniform(0.012, 0.02, n), 0.8, elong=rng.uniform(1.8, 2.8, n),
+                             angles=t + geom[4])
         img = _blend(img, (92, 76, 70), leaves * 0.75)
     if rng.random() < 0.25:
         img = _ulcer(rng, img, h, w, geom, s)
@@ -457,7 +474,8 @@ def _paint_ak(rng, img, h, w, yy, xx, s):
     """Actinic keratosis: ill-defined red patch, strawberry pattern (red pseudo-network around white follicle
     openings with plugs), white-yellow scale; some are pigmented."""
     harmonics = [(2, 0.1), (3, 0.1), (4, 0.08)]
-    d, geom = _lesion_geometry(rng, h, w, yy, xx, s, rng.uniform(0.2, 0.42), rng.uniform(1.0, 1.5), harmonics)
+    contour = _Contour(size=rng.uniform(0.2, 0.42), aspect=rng.uniform(1.0, 1.5), harmonics=harmonics)
+    d, geom = _lesion_geometry(rng, h, w, yy, xx, s, contour)
     pigmented = rng.random() < 0.4
     base = _PINK * rng.uniform(0.88, 1.0) * np.array([1.0, 0.9, 0.9], np.float32)
     if pigmented:
@@ -473,15 +491,15 @@ def _paint_ak(rng, img, h, w, yy, xx, s):
         keep = rng.random(len(xs)) < rng.uniform(0.4, 0.9)
         xs, ys = xs[keep], ys[keep]
         r = spacing * rng.uniform(0.18, 0.28, len(xs))
-        img = _blend(img, _KERATIN, _dots_alpha(h, w, xs, ys, r) * alpha * 1.3 * rng.uniform(0.5, 0.8))
+        img = _blend(img, _KERATIN, _dots_alpha(h, w, (xs, ys), r) * alpha * 1.3 * rng.uniform(0.5, 0.8))
         pick = rng.random(len(xs)) < 0.6
-        plugs = _dots_alpha(h, w, xs[pick], ys[pick], r[pick] * 0.4, 0.5)
+        plugs = _dots_alpha(h, w, (xs[pick], ys[pick]), r[pick] * 0.4, 0.5)
         img = _blend(img, _brown(0.7), plugs * rng.uniform(0.4, 0.8))
     if rng.random() < 0.7:  # surface scale
         scale = _patches(rng, h, w, rng.uniform(6, 12), rng.choice([0.2, 0.3])) * _smoothstep((1.0 - d) / 0.3)
         img = _blend(img, _KERATIN * 1.02, scale * _texture(rng, h, w, 0.15)[..., 0] * rng.uniform(0.4, 0.75))
     if pigmented and rng.random() < 0.6:  # grey granules around follicles
-        img = _peppering(rng, img, h, w, geom, s, int(rng.integers(15, 40)), 0.9, 0.5)
+        img = _peppering(rng, img, geom, s, int(rng.integers(15, 40)), 0.9, 0.5)
     return img
 
 
@@ -491,8 +509,8 @@ def _paint_bkl(rng, img, h, w, yy, xx, s):
     variant = rng.choice(3, p=[0.55, 0.3, 0.15])  # SK | lentigo | LPLK
     harmonics = [(2, 0.05), (3, 0.05), (4, 0.06)]
     size = rng.uniform(0.16, 0.34) if variant == 0 else rng.uniform(0.18, 0.38)
-    d, geom = _lesion_geometry(rng, h, w, yy, xx, s, size, rng.uniform(1.1, 1.7), harmonics,
-                               int(rng.integers(0, 4)))
+    contour = _Contour(size=size, aspect=rng.uniform(1.1, 1.7), harmonics=harmonics, notches=int(rng.integers(0, 4)))
+    d, geom = _lesion_geometry(rng, h, w, yy, xx, s, contour)
     if variant == 1:  # solar lentigo
         tan = _brown(rng.uniform(0.0, 0.4))
         img, alpha = _body(rng, img, d, tan[None, None, :] * _texture(rng, h, w, 0.05), rng.uniform(0.04, 0.12),
@@ -504,7 +522,7 @@ def _paint_bkl(rng, img, h, w, yy, xx, s):
     if variant == 2:  # LPLK: a faded keratosis, pinkish-brown, densely peppered
         tone = 0.5 * _brown(rng.uniform(0.1, 0.5)) + 0.5 * _PINK
         img, alpha = _body(rng, img, d, tone, rng.uniform(0.05, 0.2), rng.uniform(0.35, 0.6))
-        return _peppering(rng, img, h, w, geom, s, int(rng.integers(60, 140)), 0.95, 0.7)
+        return _peppering(rng, img, geom, s, int(rng.integers(60, 140)), 0.95, 0.7)
     irritated = rng.random() < 0.2  # an inflamed keratosis: pinker, with looped vessels
     tan = 0.5 * _brown(rng.uniform(0.0, 0.5)) + 0.5 * _PINK if irritated else _brown(rng.uniform(0.0, 0.75))
     colour = tan[None, None, :] * (1.0 + 0.1 * _smooth_noise(rng, h, w, 10))[..., None] * _texture(rng, h, w, 0.05)
@@ -514,10 +532,10 @@ def _paint_bkl(rng, img, h, w, yy, xx, s):
         img = _blend(img, tan * 0.62, fissure * alpha * rng.uniform(0.3, 0.6))
     n = int(rng.integers(0, 10))  # milia-like cysts: small white-yellow dots
     xs, ys = _ring_points(rng, geom, n, 0.0, 0.9, clustered=False)
-    img = _blend(img, _KERATIN, _dots_alpha(h, w, xs, ys, s * rng.uniform(0.007, 0.016, n)) * 0.85)
+    img = _blend(img, _KERATIN, _dots_alpha(h, w, (xs, ys), s * rng.uniform(0.007, 0.016, n)) * 0.85)
     n = int(rng.integers(0, 10))  # comedo-like openings: dark, slightly irregular plugs
     xs, ys = _ring_points(rng, geom, n, 0.0, 0.9, clustered=False)
-    plugs = _dots_alpha(h, w, xs, ys, s * rng.uniform(0.009, 0.02, n), elong=rng.uniform(1, 1.6, n),
+    plugs = _dots_alpha(h, w, (xs, ys), s * rng.uniform(0.009, 0.02, n), elong=rng.uniform(1, 1.6, n),
                         angles=rng.uniform(0, np.pi, n))
     img = _blend(img, _brown(0.8), plugs * 0.8)
     if rng.random() < (0.8 if irritated else 0.15):  # hairpin vessels with a white halo
@@ -530,8 +548,8 @@ def _paint_bkl(rng, img, h, w, yy, xx, s):
 
 def _paint_df(rng, img, h, w, yy, xx, s):
     """Dermatofibroma: small, round, a delicate network at the rim around a central white scar-like patch."""
-    d, geom = _lesion_geometry(rng, h, w, yy, xx, s, rng.uniform(0.11, 0.24), rng.uniform(1.0, 1.25),
-                               [(2, 0.04), (3, 0.03)])
+    contour = _Contour(size=rng.uniform(0.11, 0.24), aspect=rng.uniform(1.0, 1.25), harmonics=[(2, 0.04), (3, 0.03)])
+    d, geom = _lesion_geometry(rng, h, w, yy, xx, s, contour)
     brown = _brown(rng.uniform(0.05, 0.55))
     img, alpha = _body(rng, img, d, brown[None, None, :] * _texture(rng, h, w, 0.04), rng.uniform(0.25, 0.5),
                        rng.uniform(0.5, 0.8))
@@ -546,14 +564,15 @@ def _paint_df(rng, img, h, w, yy, xx, s):
         img = _blend(img, _WHITE * rng.uniform(0.94, 1.0), patch * rng.uniform(0.5, 0.85))
     if rng.random() < 0.2:  # a few dotted vessels in the centre
         xs, ys = _ring_points(rng, geom, int(rng.integers(3, 10)), 0.0, 0.5, clustered=False)
-        img = _blend(img, _VESSEL_RED, _dots_alpha(h, w, xs, ys, np.full(len(xs), s * 0.008)) * 0.7)
+        img = _blend(img, _VESSEL_RED, _dots_alpha(h, w, (xs, ys), np.full(len(xs), s * 0.008)) * 0.7)
     return img
 
 
 def _paint_vasc(rng, img, h, w, yy, xx, s):
     """Vascular lesion: sharply bordered red/purple/dark lacunae separated by pale septa."""
-    d, geom = _lesion_geometry(rng, h, w, yy, xx, s, rng.uniform(0.1, 0.28), rng.uniform(1.0, 1.5),
-                               [(2, 0.06), (3, 0.06), (5, 0.04)])
+    contour = _Contour(size=rng.uniform(0.1, 0.28), aspect=rng.uniform(1.0, 1.5),
+                       harmonics=[(2, 0.06), (3, 0.06), (5, 0.04)])
+    d, geom = _lesion_geometry(rng, h, w, yy, xx, s, contour)
     hue = rng.uniform()  # red .. purple .. dark blue-purple
     anchors = np.array([[196, 52, 62], [128, 50, 96], [60, 40, 70]], np.float32)
     pos = hue * 2
@@ -566,12 +585,12 @@ def _paint_vasc(rng, img, h, w, yy, xx, s):
     r = spacing * rng.uniform(0.3, 0.5, len(xs))
     for shade in (rng.uniform(0.75, 0.95), rng.uniform(1.0, 1.2)):  # two shades of the one hue
         pick = rng.random(len(xs)) < 0.5
-        img = _blend(img, lacuna * shade, _dots_alpha(h, w, xs[pick], ys[pick], r[pick], 0.7) * alpha * 1.15)
+        img = _blend(img, lacuna * shade, _dots_alpha(h, w, (xs[pick], ys[pick]), r[pick], 0.7) * alpha * 1.15)
     if rng.random() < 0.3:  # whitish veil
         img = _blend(img, _WHITE, _patches(rng, h, w, 5, 0.3) * alpha * rng.uniform(0.25, 0.45))
     if rng.random() < 0.25:  # thrombosed: a few black lacunae and a dark crust, melanoma-like
         pick = rng.random(len(xs)) < 0.3
-        img = _blend(img, _brown(1.0), _dots_alpha(h, w, xs[pick], ys[pick], r[pick], 0.7) * alpha)
+        img = _blend(img, _brown(1.0), _dots_alpha(h, w, (xs[pick], ys[pick]), r[pick], 0.7) * alpha)
         img = _ulcer(rng, img, h, w, geom, s)
     return img
 
@@ -580,7 +599,8 @@ def _paint_scc(rng, img, h, w, yy, xx, s):
     """Squamous cell carcinoma: pink, central keratin mass, glomerular and hairpin vessels, white circles,
     blood spots."""
     harmonics = [(2, 0.08), (3, 0.07), (5, 0.05)]
-    d, geom = _lesion_geometry(rng, h, w, yy, xx, s, rng.uniform(0.16, 0.36), rng.uniform(1.0, 1.4), harmonics)
+    contour = _Contour(size=rng.uniform(0.16, 0.36), aspect=rng.uniform(1.0, 1.4), harmonics=harmonics)
+    d, geom = _lesion_geometry(rng, h, w, yy, xx, s, contour)
     pigmented = rng.random() < 0.2  # brownish, with brown dots and grey granules
     base = _PINK * rng.uniform(0.9, 1.04)
     if pigmented:
@@ -589,7 +609,7 @@ def _paint_scc(rng, img, h, w, yy, xx, s):
                        rng.uniform(0.4, 0.7))
     if pigmented:
         xs, ys = _ring_points(rng, geom, int(rng.integers(4, 15)), 0.2, 1.0, clustered=True)
-        img = _blend(img, _brown(0.75), _dots_alpha(h, w, xs, ys, s * rng.uniform(0.006, 0.015, len(xs))) * 0.7)
+        img = _blend(img, _brown(0.75), _dots_alpha(h, w, (xs, ys), s * rng.uniform(0.006, 0.015, len(xs))) * 0.7)
     if rng.random() < 0.75:  # keratin mass: rough white-yellow centre
         reach = rng.uniform(0.3, 0.7)
         mass = _smoothstep((reach - d + 0.2 * _smooth_noise(rng, h, w, 8)) / 0.15)
@@ -600,7 +620,7 @@ def _paint_scc(rng, img, h, w, yy, xx, s):
         k = int(rng.integers(3, 6))
         xs = np.repeat(cx, k) + rng.normal(0, s * 0.01, n * k)
         ys = np.repeat(cy, k) + rng.normal(0, s * 0.01, n * k)
-        img = _blend(img, _VESSEL_RED, _dots_alpha(h, w, xs, ys, np.full(n * k, s * 0.006), 0.5) * 0.8)
+        img = _blend(img, _VESSEL_RED, _dots_alpha(h, w, (xs, ys), np.full(n * k, s * 0.006), 0.5) * 0.8)
     if rng.random() < 0.4:  # hairpin vessels with white halos
         xs, ys = _ring_points(rng, geom, int(rng.integers(2, 7)), 0.3, 0.95, clustered=False)
         loops = _hairpins(rng, xs, ys, s)
@@ -608,11 +628,12 @@ def _paint_scc(rng, img, h, w, yy, xx, s):
         img = _blend(img, _VESSEL_RED, _line_alpha(h, w, loops, [1] * len(loops), 0.4) * 0.75)
     if rng.random() < 0.4:  # white circles around follicle openings
         xs, ys = _ring_points(rng, geom, int(rng.integers(3, 10)), 0.1, 0.9, clustered=False)
-        circles = _dots_alpha(h, w, xs, ys, s * rng.uniform(0.012, 0.022, len(xs)), 0.6, ring=max(1.0, s / 90))
+        circles = _dots_alpha(h, w, (xs, ys), s * rng.uniform(0.012, 0.022, len(xs)), 0.6, ring=max(1.0, s / 90))
         img = _blend(img, _WHITE, circles * 0.8)
     if rng.random() < 0.5:  # blood spots on the keratin
         xs, ys = _ring_points(rng, geom, int(rng.integers(1, 5)), 0.0, 0.6, clustered=True)
-        img = _blend(img, (110, 30, 30), _dots_alpha(h, w, xs, ys, s * rng.uniform(0.01, 0.025, len(xs)), 1.0) * 0.85)
+        spots = _dots_alpha(h, w, (xs, ys), s * rng.uniform(0.01, 0.025, len(xs)), 1.0)
+        img = _blend(img, (110, 30, 30), spots * 0.85)
     if rng.random() < 0.2:
         img = _ulcer(rng, img, h, w, geom, s)
     return img
@@ -646,8 +667,8 @@ def _bubbles(rng, img, h, w, s):
     n = int(rng.integers(1, 5))
     xs, ys = rng.uniform(0, w, n), rng.uniform(0, h, n)
     r = s * rng.uniform(0.03, 0.12, n)
-    img = _blend(img, (255, 255, 255), _dots_alpha(h, w, xs, ys, r, 1.0) * 0.12)
-    return _blend(img, (250, 250, 250), _dots_alpha(h, w, xs, ys, r, 0.7, ring=max(1.0, s / 100)) * 0.7)
+    img = _blend(img, (255, 255, 255), _dots_alpha(h, w, (xs, ys), r, 1.0) * 0.12)
+    return _blend(img, (250, 250, 250), _dots_alpha(h, w, (xs, ys), r, 0.7, ring=max(1.0, s / 100)) * 0.7)
 
 
 def _ink(rng, img, h, w, s):
