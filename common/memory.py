@@ -1,8 +1,9 @@
 """Step memory: estimate a training step's peak from small probe steps, and stop early when it cannot fit."""
 import gc
 import os
+from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -14,6 +15,7 @@ PROBE_BATCH = 4  # images in the first probe step; the second has twice as many
 BACKWARD_OVERHEAD = 1.2  # CPU peak / bytes saved for backward (gradients, temporaries): 1.0-1.17 measured
 MIN_BATCH = 2  # the NCE loss needs another image in the batch to draw negatives from
 CGROUP_ROOT = Path("/sys/fs/cgroup")  # where Linux shows this container's memory limit
+CLASSIFIER_HINT = "lower IMAGE_SIZE or INIT_CHANNELS"  # what check_classifier_memory names when no batch fits
 _UNLIMITED = 1 << 60  # bytes; cgroup v1 reports "no limit" as a number close to 2**63
 
 
@@ -219,42 +221,67 @@ def memory_line(bytes_needed, device, available=None):
     return f"step memory: about {format_bytes(bytes_needed)} per step on {torch.device(device)} ({room})"
 
 
-def check_step(mem, device, batch_size, *, setting="BATCH_SIZE", sharing=1, available=None, network_hint=None,
-               log=print, note=""):
-    """Print the memory line of a measured step (StepMemory) at `batch_size`, `sharing` steps at a time on `device`;
-    raise ConfigError (one line naming `setting`) when they cannot fit. Returns the bytes needed."""
-    need = mem.bytes_at(batch_size) * sharing
-    available = available_bytes(device) if available is None else available
-    shared = f" ({sharing} trials at a time)" if sharing > 1 else ""
-    log(memory_line(need, device, available) + shared + note)
-    check_fits(need, device, setting, batch_size=batch_size, per_image=mem.per_image * sharing, available=available,
-               network_hint=network_hint)
+@dataclass(frozen=True, kw_only=True)
+class FitCheck:
+    """How check_step judges and tells whether a step fits: the setting its one-line error names, how many such steps
+    share the device, what to lower when no batch fits, and where the memory line goes."""
+
+    setting: str = "BATCH_SIZE"
+    sharing: int = 1  # steps running at once on the device (trials in parallel, processes on one machine)
+    available: int | None = None  # bytes the device has; None: measure them (available_bytes)
+    network_hint: str | None = None  # None: check_fits's default (a smaller network, more memory)
+    log: Callable[[str], object] = print
+    note: str = ""  # appended to the memory line, e.g. " (pre-training)"
+
+
+def check_step(mem, device, batch_size, check=FitCheck()):
+    """Print the memory line of a measured step (StepMemory) at `batch_size`, check.sharing steps at a time on
+    `device`; raise ConfigError (one line naming check.setting) when they cannot fit. Returns the bytes needed."""
+    need = mem.bytes_at(batch_size) * check.sharing
+    available = available_bytes(device) if check.available is None else check.available
+    shared = f" ({check.sharing} trials at a time)" if check.sharing > 1 else ""
+    check.log(memory_line(need, device, available) + shared + check.note)
+    check_fits(need, device, check.setting, batch_size=batch_size, per_image=mem.per_image * check.sharing,
+               available=available, network_hint=check.network_hint)
     return need
 
 
-def check_step_memory(step_fn, device, batch_size, *, params=(), setting="BATCH_SIZE", sharing=1, available=None,
-                      network_hint=None, probe_batch=PROBE_BATCH, log=print):
+def check_step_memory(step_fn, device, batch_size, *, params=(), probe_batch=PROBE_BATCH, check=FitCheck()):
     """Probe one training step (step_fn(b) trains on b images: see probe_step) and stop before the first epoch, with
-    one line naming `setting`, when `batch_size` will not fit on `device`. Returns the StepMemory."""
+    one line naming check.setting, when `batch_size` will not fit on `device`. Returns the StepMemory."""
     mem = probe_step(step_fn, device, probe_batch, batch_size, params)
-    check_step(mem, device, batch_size, setting=setting, sharing=sharing, available=available,
-               network_hint=network_hint, log=log)
+    check_step(mem, device, batch_size, check)
     return mem
 
 
-def classifier_step(build_model, image_size, n_classes, device, *, autocast=nullcontext, channels_last=False,
-                    aux_weight=0.0, lr=0.01, momentum=0.9, weight_decay=0.0):
-    """(step_fn, parameters) of one supervised SGD step of a fresh model from build_model() on random images of
-    `image_size` px: what the probe measures for a labeled training run. The model may return logits or (logits,
+@dataclass(frozen=True, kw_only=True)
+class LabeledStep:
+    """One supervised SGD step of a labeled training run, as the probe replays it: random images of `image_size` px
+    and labels of `n_classes`, the run's autocast and memory format, the auxiliary head's loss weight, and SGD."""
+
+    image_size: int
+    n_classes: int
+    autocast: Callable = nullcontext  # a context manager factory, as the run's (common/device.py)
+    channels_last: bool = False
+    aux_weight: float = 0.0  # 0: the auxiliary logits, if any, add no loss
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+
+
+def classifier_step(build_model, spec, device):
+    """(step_fn, parameters) of one supervised SGD step (LabeledStep `spec`) of a fresh model from build_model()
+    on random images: what the probe measures for a labeled training run. The model may return logits or (logits,
     auxiliary logits or None). The model is a throwaway, built here and trained by the probe steps; the global RNG
     stream is left as it was (the step draws from a generator of its own)."""
     device = torch.device(device)
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    image_size, n_classes, autocast, aux_weight = spec.image_size, spec.n_classes, spec.autocast, spec.aux_weight
+    fmt = torch.channels_last if spec.channels_last else torch.contiguous_format
     with torch.random.fork_rng(devices=[]):
         model = build_model().to(device).train()
-    if channels_last:
+    if spec.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+    optimizer = torch.optim.SGD(model.parameters(), lr=spec.lr, momentum=spec.momentum, weight_decay=spec.weight_decay)
     criterion = torch.nn.CrossEntropyLoss()
     gen = torch.Generator().manual_seed(0)
 
@@ -274,15 +301,14 @@ def classifier_step(build_model, image_size, n_classes, device, *, autocast=null
     return step, list(model.parameters())
 
 
-def probe_classifier(build_model, *, image_size, n_classes, batch_size, device, autocast=nullcontext,
-                     channels_last=False, aux_weight=0.0):
-    """StepMemory of one labeled training step of build_model() at `image_size` px (classifier_step, probe_step). The
-    probe's model is freed, and the global RNG streams (CPU and the device's) are as they were, when it returns."""
+def probe_classifier(build_model, spec, *, batch_size, device):
+    """StepMemory of one labeled training step (LabeledStep `spec`) of build_model() at `batch_size` images
+    (classifier_step, probe_step). The probe's model is freed, and the global RNG streams (CPU and the device's) are
+    as they were, when it returns."""
     device = torch.device(device)
     devices = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
-        step, params = classifier_step(build_model, image_size, n_classes, device, autocast=autocast,
-                                       channels_last=channels_last, aux_weight=aux_weight)
+        step, params = classifier_step(build_model, spec, device)
         try:
             return probe_step(step, device, batch_size=batch_size, params=params)
         finally:
@@ -292,13 +318,12 @@ def probe_classifier(build_model, *, image_size, n_classes, batch_size, device, 
                 torch.cuda.empty_cache()
 
 
-def check_classifier_memory(build_model, *, image_size, n_classes, batch_size, device, autocast=nullcontext,
-                            channels_last=False, aux_weight=0.0, sharing=1, setting="BATCH_SIZE",
-                            network_hint="lower IMAGE_SIZE or INIT_CHANNELS", log=print):
-    """From the settings: probe a labeled training step of build_model() at `image_size` px and stop with one line
-    naming BATCH_SIZE (or, when even the smallest batch cannot fit, IMAGE_SIZE / INIT_CHANNELS) before the first
-    epoch. Returns the StepMemory."""
-    mem = probe_classifier(build_model, image_size=image_size, n_classes=n_classes, batch_size=batch_size,
-                           device=device, autocast=autocast, channels_last=channels_last, aux_weight=aux_weight)
-    check_step(mem, device, batch_size, setting=setting, sharing=sharing, network_hint=network_hint, log=log)
+def check_classifier_memory(build_model, spec, *, batch_size, device, check=FitCheck()):
+    """From the settings: probe a labeled training step (LabeledStep `spec`) of build_model() and stop with one
+    line naming check.setting (or, when even the smallest batch cannot fit, check.network_hint: by default IMAGE_SIZE
+    / INIT_CHANNELS, a DARTS network's levers) before the first epoch. Returns the StepMemory."""
+    mem = probe_classifier(build_model, spec, batch_size=batch_size, device=device)
+    if check.network_hint is None:
+        check = replace(check, network_hint=CLASSIFIER_HINT)
+    check_step(mem, device, batch_size, check)
     return mem

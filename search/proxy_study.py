@@ -40,7 +40,7 @@ from common.data.demo_lesions import ensure_demo_dataset  # noqa: E402
 from common.data.images import BadImage  # noqa: E402
 from common.data.search_images import load_images  # noqa: E402
 from common.labeled.data import load_data  # noqa: E402
-from common.memory import check_classifier_memory, check_step  # noqa: E402
+from common.memory import FitCheck, LabeledStep, check_classifier_memory, check_step  # noqa: E402
 from common.runs import REPO_ROOT, atomic_write_json, atomic_write_text, mark_finished, new_run_dir, open_run_dir  # noqa: E402
 from common.search.trial import largest_candidate, step_memory, worker_setup  # noqa: E402
 from common.study import figures as study_figures  # noqa: E402
@@ -277,10 +277,12 @@ def write_figures(run_dir, rows, corr, n_seeds):
     for name in names:
         files.append(f"scatter_{name}.png")
         seeds = np.stack([study_report.column(shown, f"truth_s{i}") for i in range(n_seeds)], 1)
-        study_figures.plot_score_scatter(run_dir / files[-1], name, study_report.column(shown, name),
-                                         study_report.column(shown, "truth"), [r["source"] for r in shown], corr[name],
-                                         study_report.HIGHER_IS_BETTER[name], seeds if n_seeds > 1 else None,
-                                         truth_label=label)
+        points = study_figures.ScorePoints(score=study_report.column(shown, name),
+                                           truth=study_report.column(shown, "truth"),
+                                           sources=[r["source"] for r in shown],
+                                           truth_by_seed=seeds if n_seeds > 1 else None)
+        study_figures.plot_score_scatter(run_dir / files[-1], name, points, corr[name],
+                                         study_report.HIGHER_IS_BETTER[name], truth_label=label)
     files.append("correlations.png")
     study_figures.plot_correlation_bars(run_dir / files[-1], names, corr, corr.get("ceiling"),
                                         title=f"rank correlation with the truth ({truth})")
@@ -296,7 +298,7 @@ def check_memory(cfg, scfg, train_cfg, n_classes, threads):
     ctx = worker_setup({"images": blank, "cfg": scfg}, cfg["DEVICE"], threads)
     device, sharing, batch = ctx.rt.device, cfg["WORKERS"], scfg["BATCH_SIZE"]
     try:
-        check_step(step_memory(ctx), device, batch, sharing=sharing, log=lambda line: print(f"nce {line}"))
+        check_step(step_memory(ctx), device, batch, FitCheck(sharing=sharing, log=lambda line: print(f"nce {line}")))
     except ConfigError as exc:
         raise ConfigError(f"nce with the search settings: {exc} (through --SEARCH_ARGS=\"('--BATCH_SIZE=...',)\", or "
                           "--SEARCH_PRESET=demo)") from None
@@ -304,10 +306,10 @@ def check_memory(cfg, scfg, train_cfg, n_classes, threads):
     network = lambda: EvalNetwork(largest_candidate(), n_classes, C=cfg["INIT_CHANNELS"], layers=cfg["LAYERS"],  # noqa: E731
                                   auxiliary=aux > 0)
     try:
-        check_classifier_memory(network, image_size=cfg["IMAGE_SIZE"], n_classes=n_classes,
-                                batch_size=cfg["BATCH_SIZE"], device=device, channels_last=ctx.rt.channels_last,
-                                autocast=ctx.rt.autocast, aux_weight=aux, sharing=sharing,
-                                log=lambda line: print(f"labeled {line}"))
+        step = LabeledStep(image_size=cfg["IMAGE_SIZE"], n_classes=n_classes, autocast=ctx.rt.autocast,
+                           channels_last=ctx.rt.channels_last, aux_weight=aux)
+        check_classifier_memory(network, step, batch_size=cfg["BATCH_SIZE"], device=device,
+                                check=FitCheck(sharing=sharing, log=lambda line: print(f"labeled {line}")))
     except ConfigError as exc:
         raise ConfigError(f"labeled training: {exc}") from None
 
@@ -401,14 +403,14 @@ def main(argv=None):
 
     # ---- measure, genotype by genotype (study.csv and correlations.json after each) -----------------------
     options = dict(nce_seeds=cfg["NCE_SEEDS"], truth=truth, truth_epochs=cfg["TRUTH_EPOCHS"])
-    judge = dict(use=cfg["CORRELATE"], top_fraction=cfg["TOP_FRACTION"], nce_seeds=cfg["NCE_SEEDS"],
-                 has_long=bool(long_cfg), truth=truth, truth_epochs=cfg["TRUTH_EPOCHS"],
-                 pilot=pilot, **stats)
+    judge = study_report.CorrelationSettings(use=cfg["CORRELATE"], top_fraction=cfg["TOP_FRACTION"],
+                                             nce_seeds=cfg["NCE_SEEDS"], has_long=bool(long_cfg), truth=truth,
+                                             truth_epochs=cfg["TRUTH_EPOCHS"], **stats)
     clock = {"start": time.perf_counter(), "measured": 0}
 
     def genotype_done(entry):
         rows = study_report.study_rows(genotypes, parts, cfg["SEEDS"], **options)
-        study_report.write_outputs(run_dir, rows, study_report.correlations(rows, cfg["SEEDS"], **judge))
+        study_report.write_outputs(run_dir, rows, study_report.correlations(rows, cfg["SEEDS"], judge, pilot))
         n = next(i for i, g in enumerate(genotypes, 1) if g["id"] == entry["id"])
         clock["measured"] += 1
         spent = time.perf_counter() - clock["start"]
@@ -419,7 +421,7 @@ def main(argv=None):
 
     # ---- report ------------------------------------------------------------------------------------------
     rows = study_report.study_rows(genotypes, parts, cfg["SEEDS"], **options)
-    corr = study_report.correlations(rows, cfg["SEEDS"], **judge)
+    corr = study_report.correlations(rows, cfg["SEEDS"], judge, pilot)
     study_report.write_outputs(run_dir, rows, corr)
     figures = write_figures(run_dir, rows, corr, cfg["SEEDS"])
     about = study_settings(cfg, scfg, long_cfg, train_cfg, len(images), classes, genotypes)

@@ -22,6 +22,7 @@ from common.search.candidate import NonFiniteLoss
 from common.study import measure as study_measure
 from common.study.measure import PartLog, random_genotypes, search_top
 from common.study.report import HIGHER_IS_BETTER, correlations, csv_text, format_table, report_markdown, study_rows
+from common.study.report import CorrelationSettings as Judging
 from conftest import killed_after_epoch, write_isic
 
 SEARCH_TINY = ["--EPOCHS=1", "--INIT_CHANNELS=4", "--LAYERS=3", "--BATCH_SIZE=8", "--IMAGE_SIZE=16", "--SEED=0",
@@ -151,7 +152,7 @@ def test_correlations_json_is_reproducible_from_study_csv(tmp_path):
     genotypes, parts = _synthetic_parts(tmp_path)
     rows = study_rows(genotypes, parts, 2, nce_seeds=2, truth="bacc", truth_epochs=2)
     (tmp_path / "study.csv").write_text(csv_text(rows))
-    corr = correlations(rows, 2, n_resamples=300, nce_seeds=2, truth="bacc", truth_epochs=2)
+    corr = correlations(rows, 2, Judging(n_resamples=300, nce_seeds=2, truth="bacc", truth_epochs=2))
     scores = [n for n in HIGHER_IS_BETTER if n != "nce_long"]
     assert corr["about"]["scores"] == scores
     assert check_reproducible(tmp_path / "study.csv", corr) == 2 * len(scores)  # every score, both coefficients
@@ -170,24 +171,24 @@ def test_correlations_json_is_reproducible_from_study_csv(tmp_path):
     assert float(written[0]["bacc"]) == pytest.approx((float(written[0]["bacc_s0"]) + float(written[0]["bacc_s1"])) / 2)
     assert written[0]["truth"] == written[0]["bacc"] and float(written[0]["nce_e2"]) == float(written[0]["nce"])
     assert float(written[0]["seconds_nce"]) == 3.0 and written[0]["params"].isdigit()
-    everyone = correlations(rows, 2, use="all", n_resamples=300, nce_seeds=2, truth="bacc", truth_epochs=2)
+    everyone = correlations(rows, 2, Judging(use="all", n_resamples=300, nce_seeds=2, truth="bacc", truth_epochs=2))
     assert everyone["nce"]["n"] == 14 and check_reproducible(tmp_path / "study.csv", everyone)
-    one_seed = correlations(study_rows(genotypes, parts, 1), 1, n_resamples=300)
+    one_seed = correlations(study_rows(genotypes, parts, 1), 1, Judging(n_resamples=300))
     assert "nce_mean" not in one_seed and one_seed["ceiling"] is None and one_seed["nce"]["n"] == 14
     assert one_seed["reliability"] == {} and one_seed["nce"]["verdict"] == "not decidable"
     # a loss truth is negated (higher is better), and every number still comes from the CSV
     loss_rows = study_rows(genotypes, parts, 2, nce_seeds=2, truth="val_loss", truth_epochs=2)
     assert loss_rows[0]["truth"] == -loss_rows[0]["val_loss"]
     (tmp_path / "study.csv").write_text(csv_text(loss_rows))
-    check_reproducible(tmp_path / "study.csv", correlations(loss_rows, 2, n_resamples=300, nce_seeds=2,
-                                                             truth="val_loss", truth_epochs=2))
+    check_reproducible(tmp_path / "study.csv", correlations(loss_rows, 2, Judging(n_resamples=300, nce_seeds=2,
+                                                                                  truth="val_loss", truth_epochs=2)))
 
 
 def test_reliability_verdicts_and_the_size_baseline(tmp_path):
     """The truth's reliability per candidate, verdicts by the fixed rule, partial correlations and differences."""
     genotypes, parts = _synthetic_parts(tmp_path, n=40)
     rows = study_rows(genotypes, parts, 2, nce_seeds=2, truth="bacc", truth_epochs=3)
-    corr = correlations(rows, 2, n_resamples=300, nce_seeds=2, truth="bacc", truth_epochs=3, reliable=0.5)
+    corr = correlations(rows, 2, Judging(n_resamples=300, nce_seeds=2, truth="bacc", truth_epochs=3, reliable=0.5))
     rel = corr["reliability"]
     assert set(rel) == {"bacc", "auc", "val_loss"} and rel["bacc"]["n"] == 39  # random-03 lost a seed
     table = np.array([[r[f"bacc_s{i}"] for i in range(2)] for r in rows if r["source"] == "random"])
@@ -209,7 +210,7 @@ def test_reliability_verdicts_and_the_size_baseline(tmp_path):
             assert entry["verdict"] == ("useful" if useful else "no better than size")
         if name != "params":
             assert entry["vs_params"]["difference"] == pytest.approx(entry["spearman"] - corr["params"]["spearman"])
-    strict = correlations(rows, 2, n_resamples=300, nce_seeds=2, truth="bacc", truth_epochs=3, reliable=0.99)
+    strict = correlations(rows, 2, Judging(n_resamples=300, nce_seeds=2, truth="bacc", truth_epochs=3, reliable=0.99))
     assert {strict[n]["verdict"] for n in strict["about"]["scores"]} == {"not decidable"}
     assert "Decision rule" in report_markdown(strict, {}, {}, []) and "not decidable" in format_table(strict)
     assert corr["nce_checks"]["nce_init"]["n"] == 40 and corr["nce_checks"]["nce_e1"]["spearman"] is not None

@@ -321,7 +321,7 @@ def test_a_batch_that_cannot_fit_stops_before_the_first_epoch(script, isic, tmp_
     rng = torch.get_rng_state()
     mem = common.memory.probe_classifier(
         lambda: build_model(CNAS_ISIC_s4, 4, {"ARCH": None, "INIT_CHANNELS": 8, "LAYERS": 3, "AUXILIARY_WEIGHT": 0.4}),
-        image_size=32, n_classes=4, batch_size=160, device="cpu")
+        common.memory.LabeledStep(image_size=32, n_classes=4), batch_size=160, device="cpu")
     assert torch.equal(rng, torch.get_rng_state())  # the probe leaves the seeded streams alone
     room = int(mem.bytes_at(40) / common.memory.HEADROOM)  # batch 32 fits, 64 does not
     monkeypatch.setattr(common.memory, "available_bytes", lambda device: room)

@@ -12,7 +12,7 @@ from common.data.images import skipped_summary
 from common.data.label_subset import label_subset
 from common.data.unlabeled import decode_folder, decode_records, folder_images, held_out_keys
 from common.labeled import pretrain as P
-from common.memory import check_step
+from common.memory import FitCheck, check_step
 
 
 def check_config(cfg):
@@ -90,7 +90,7 @@ def check_memory(cfg, model, rt, say=print):
         return None
     mem = P.pretrain_step_memory(model, settings(cfg), rt)
     hint = "lower IMAGE_SIZE" + (" or INIT_CHANNELS" if cfg["ARCH"] is None else " or pick a smaller ARCH")
-    return check_step(mem, rt.device, cfg["BATCH_SIZE"], network_hint=hint, log=say, note=" (pre-training)")
+    return check_step(mem, rt.device, cfg["BATCH_SIZE"], FitCheck(network_hint=hint, log=say, note=" (pre-training)"))
 
 
 def unlabeled_images(cfg, data, splits, say=print):

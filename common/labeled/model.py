@@ -17,7 +17,7 @@ from common.labeled import model_card
 from common.labeled.distributed import per_rank_batch
 from common.labeled.pretrain import is_pretrained_file
 from common.labeled.torchrun import say_if
-from common.memory import StepMemory, check_step, probe_classifier
+from common.memory import FitCheck, LabeledStep, StepMemory, check_step, probe_classifier
 
 GENOTYPE_FILE = "genotype.json"
 DEFAULT_GENOTYPE = "CNAS_ISIC_s5"  # without GENOTYPE and without any search run
@@ -99,15 +99,16 @@ def check_memory(cfg, model, n_classes, rt, ctx):
     local = int(os.environ.get("LOCAL_WORLD_SIZE", world)) if ctx.distributed and rt.device.type == "cpu" else 1
     error, need = None, None
     try:
-        mem = probe_classifier(lambda: copy.deepcopy(model), image_size=cfg["IMAGE_SIZE"], n_classes=n_classes,
-                               batch_size=per_rank_batch(cfg["BATCH_SIZE"], ctx), device=rt.device,
-                               autocast=rt.autocast, channels_last=rt.channels_last,
-                               aux_weight=cfg["AUXILIARY_WEIGHT"] if cfg["ARCH"] is None else 0.0)
+        step = LabeledStep(image_size=cfg["IMAGE_SIZE"], n_classes=n_classes, autocast=rt.autocast,
+                           channels_last=rt.channels_last,
+                           aux_weight=cfg["AUXILIARY_WEIGHT"] if cfg["ARCH"] is None else 0.0)
+        mem = probe_classifier(lambda: copy.deepcopy(model), step, batch_size=per_rank_batch(cfg["BATCH_SIZE"], ctx),
+                               device=rt.device)
         # the `local` processes on this machine, each at BATCH_SIZE / world images, as a line in the global batch
         shared = StepMemory(mem.fixed * local, mem.per_image * local / world, mem.device)
         note = f" ({local} processes on this machine)" if local > 1 else ""
         hint = "lower IMAGE_SIZE" + (" or INIT_CHANNELS" if cfg["ARCH"] is None else " or pick a smaller ARCH")
-        need = check_step(shared, rt.device, cfg["BATCH_SIZE"], network_hint=hint, log=say_if(ctx), note=note)
+        need = check_step(shared, rt.device, cfg["BATCH_SIZE"], FitCheck(network_hint=hint, log=say_if(ctx), note=note))
     except Exception as exc:  # noqa: BLE001 - re-raised below, once every rank knows (none waits in a collective)
         error = exc
     if ctx.distributed and ctx.mean(float(error is not None)) > 0 and error is None:

@@ -1,5 +1,6 @@
 """Figures of a proxy study: each score against labeled accuracy, and every score's rank correlation with its CI."""
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -20,16 +21,29 @@ def correlation_label(entry):
     return f"rho {_fmt(entry.get('spearman'))} [{_fmt(lo)}, {_fmt(hi)}]"
 
 
-def plot_score_scatter(path, name, score, truth, sources, entry, higher_is_better, truth_by_seed=None,
-                       truth_label="validation balanced accuracy"):
-    """One score (x) against labeled accuracy (y), a point per genotype, coloured by source.
+@dataclass(frozen=True, kw_only=True)
+class ScorePoints:
+    """A scatter's points, one per genotype: the score (x), the truth (y) and the genotype's source (its colour).
 
-    truth_by_seed: (n, S) per-seed accuracies, drawn as a thin vertical bar from the lowest to the highest seed, so
-    the labels' own noise shows next to the score's spread. entry: the score's correlations.json entry (title).
-    A positive score spanning more than two decades is drawn on a log axis (synflow, parameters, MACs).
+    truth_by_seed: (n, S) per-seed truths, drawn as a thin vertical bar from the lowest to the highest seed, so the
+    labels' own noise shows next to the score's spread; None draws no bars.
+    """
+
+    score: object  # (n,) array-like
+    truth: object  # (n,) array-like
+    sources: object  # (n,) "random" / "search"
+    truth_by_seed: object = None
+
+
+def plot_score_scatter(path, name, points, entry, higher_is_better, truth_label="validation balanced accuracy"):
+    """One score (x) against labeled accuracy (y): ScorePoints `points`, coloured by source.
+
+    entry: the score's correlations.json entry (title). A positive score spanning more than two decades is drawn on a
+    log axis (synflow, parameters, MACs).
     """
     import matplotlib
 
+    score, truth, sources, truth_by_seed = points.score, points.truth, points.sources, points.truth_by_seed
     x, y = np.asarray(score, dtype=float), np.asarray(truth, dtype=float)
     ok = np.isfinite(x) & np.isfinite(y)
     with matplotlib.rc_context(figures.STYLE):

@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -212,13 +213,31 @@ def verdict(entry, decidable):
     return "useful" if diff_lo is not None and diff_lo > 0 else "no better than size"
 
 
-def correlations(rows, n_seeds, use="random", top_fraction=S.TOP_FRACTION, confidence=S.CONFIDENCE,
-                 n_resamples=S.N_RESAMPLES, seed=S.BOOTSTRAP_SEED, nce_seeds=1, has_long=False, truth="bacc",
-                 truth_epochs=1, reliable=RELIABLE, pilot=None):
+@dataclass(frozen=True, kw_only=True)
+class CorrelationSettings:
+    """How correlations.json judges the scores (which rows, top-k, the bootstrap, the decision rule's reliability
+    threshold) and what the study measured that its columns reflect (nce seeds, the long variant, the truth)."""
+
+    use: str = "random"  # one of ROW_CHOICES
+    top_fraction: float = S.TOP_FRACTION
+    confidence: float = S.CONFIDENCE
+    n_resamples: int = S.N_RESAMPLES
+    seed: int = S.BOOTSTRAP_SEED  # the bootstrap's
+    reliable: float = RELIABLE
+    nce_seeds: int = 1
+    has_long: bool = False  # study.csv has an nce_long column
+    truth: str = "bacc"  # one of TRUTHS
+    truth_epochs: int = 1
+
+
+def correlations(rows, n_seeds, settings=CorrelationSettings(), pilot=None):
     """correlations.json: 'about'; 'reliability' of every truth candidate; per score {direction, n, spearman,
     spearman_ci, kendall, kendall_ci, top_k, with_params, partial, vs_params, verdict}; 'ceiling' (seed-to-seed
     agreement of the truth) and 'nce_seeds' with enough seeds; 'nce_checks' (nce_init and the first epoch against
     the final nce); 'search' (percentiles with CIs); 'pilot' as measured before the study went on."""
+    use, top_fraction, confidence = settings.use, settings.top_fraction, settings.confidence
+    n_resamples, seed, reliable = settings.n_resamples, settings.seed, settings.reliable
+    nce_seeds, has_long, truth, truth_epochs = settings.nce_seeds, settings.has_long, settings.truth, settings.truth_epochs
     picked = [r for r in rows if use == "all" or r["source"] == "random"]
     truth_col = column(picked, "truth")
     kw = dict(confidence=confidence, n_resamples=n_resamples, seed=seed)
