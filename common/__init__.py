@@ -7,5 +7,6 @@
     study/    the proxy study: which genotypes, their measurements, statistics, report and figures
 
 At the top are the few modules every stage uses: config (the constants block), runs (run folders, atomic writes),
-device (device and precision), memory (step-memory probes), failures (one failure policy), figures (PNG plots).
+device (device and precision), memory (step-memory probes), failures (one failure policy), figures (PNG plots),
+child (a script run as a child process, stopped with its process group).
 """

@@ -24,18 +24,16 @@ demo scale), so a pick's percentile among the 40 random genotypes would carry a 
 Rerunning the same command resumes: finished searches are read, an unfinished one is resumed by search.py itself.
 Any constant below can be overridden as --NAME=value.
 """
-import ctypes
 import os
 import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
+from common.child import run_script  # noqa: E402
 from common.config import ConfigError, check_number, configure, format_config, run_cli, script_config  # noqa: E402
 from common.runs import FINISHED, append_jsonl, mark_finished, new_run_dir, open_run_dir, read_jsonl  # noqa: E402
 from common.search import strategy_report as report  # noqa: E402
@@ -120,31 +118,19 @@ def search_settings(cfg):
     return {name: script_config(_SEARCH, search_argv(cfg, name, cfg["SEEDS"][0], None)) for name in cfg["STRATEGIES"]}
 
 
-def _die_with_parent():
-    """Linux: the search gets SIGKILL when this process dies, even by kill -9 (a resumed benchmark must never run
-    beside an orphaned search writing the same run folder)."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
 def run_search(argv, log_file, threads):
-    """One search.py process, its output appended to log_file; returns its wall time. A failed search stops the
-    benchmark with one line naming its log (its finished trials are kept: the same command resumes it)."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    if threads:
-        env["OMP_NUM_THREADS"] = str(threads)
-    start = time.perf_counter()
+    """One search.py process, its output appended to log_file; returns its wall time. It dies with this process, even
+    by kill -9 (a resumed benchmark must never run beside an orphaned search writing the same run folder), and a Ctrl-C
+    here stops it and its workers (common/child.py). A failed search stops the benchmark with one line naming its log
+    (its finished trials are kept: the same command resumes it)."""
     with open(log_file, "a") as log:
-        code = subprocess.call([sys.executable, str(_SEARCH), *argv], cwd=_SEARCH.parent, env=env, stdout=log,
-                               stderr=subprocess.STDOUT, preexec_fn=_die_with_parent if sys.platform == "linux" else None)
-    if code == 130 or code == -signal.SIGINT:
+        run = run_script(_SEARCH, argv, log, env={"OMP_NUM_THREADS": str(threads)} if threads else None)
+    if run.code == 130 or run.code == -signal.SIGINT:
         raise KeyboardInterrupt
-    if code != 0:
+    if run.code != 0:
         tail = "".join(Path(log_file).read_text().splitlines(True)[-1:]).strip()
-        raise SearchFailed(f"search.py failed (exit status {code}): {tail} -- see {log_file}")
-    return time.perf_counter() - start
+        raise SearchFailed(f"search.py failed (exit status {run.code}): {tail} -- see {log_file}")
+    return run.wall_s
 
 
 def collect(run_dir, cfg, settings):

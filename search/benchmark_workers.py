@@ -3,19 +3,20 @@
     cd search && python benchmark_workers.py                # CPU: WORKERS=1 (all cores) vs WORKERS=2 (cores split)
     cd search && python benchmark_workers.py --PRESET=gpu   # CUDA: 1, 2 and 4 trials per GPU, the paper's network
 
-Each row runs search.py's main() in a temporary run folder with the same N_TRIALS random-search proposals
-(ALGO='random' draws trial n's genotype from (SEED, n) alone, so every row trains the same candidates) and
-times the whole call: the cached images, worker start-up, each proposal's budget check, the training, the
-result files. WORKERS = n x devices (n trials per GPU, or n on the CPU), each worker given CORES // WORKERS
-threads (or THREADS); WORKERS=1 runs the trials inline in the driver, as search.py does. With ROUNDS > 1 the
-settings run again in reversed order every other round, so a change in a shared machine's load reaches every
-setting alike, and each setting's row adds up its rounds. On CUDA the rows also show the peak GPU memory of a
-trial: torch's peak allocation (read in the driver for the inline row, and from the records' `peak_gpu_mem_mb`
-when search_trial writes one) and the device memory in use (NVML, contexts included) divided by the trials
-sharing the GPU. The last line printed is one JSON object.
+Each row runs search.py as a process of its own (common/child.py) in a temporary run folder with the same
+N_TRIALS random-search proposals (ALGO='random' draws trial n's genotype from (SEED, n) alone, so every row
+trains the same candidates) and times the whole process: Python and torch start-up, the cached images, worker
+start-up, each proposal's budget check, the training, the result files. ROW_LIMIT_S stops a row's search and
+its workers (as a Ctrl-C would, then SIGKILL); its finished trials are in its run folder. WORKERS = n x
+devices (n trials per GPU, or n on the CPU), each worker given CORES // WORKERS threads (or THREADS);
+WORKERS=1 runs the trials inline in search.py's own process. With ROUNDS > 1 the settings run again in
+reversed order every other round, so a change in a shared machine's load reaches every setting alike, and each
+setting's row adds up its rounds. On CUDA the rows also show the peak GPU memory of a trial: torch's peak
+allocation (the records' `peak_gpu_mem_mb`, which every trial on CUDA writes) and the device memory in use
+(NVML, every process's context included) divided by the trials sharing the GPU. The last line printed is one
+JSON object.
 """
 import contextlib
-import gc
 import json
 import os
 import platform
@@ -24,7 +25,6 @@ import statistics
 import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-import search  # noqa: E402  (search.py beside this file, a plain import: each row runs its main() in this process)
+from common.child import run_script  # noqa: E402
 from common.config import (  # noqa: E402
     ConfigError,
     check_choice,
@@ -46,7 +46,6 @@ from common.config import (  # noqa: E402
 from common.data.images import cache_path_for  # noqa: E402
 from common.data.search_images import load_images  # noqa: E402
 from common.device import device_preset, pick_device  # noqa: E402
-from common.failures import DriverError  # noqa: E402
 from common.runs import read_jsonl  # noqa: E402
 
 # -----------------------------------------------------------------------------
@@ -80,11 +79,11 @@ PRESETS = {
     "cpu": dict(N_TRIALS=4, INIT_CHANNELS=8, LAYERS=5, BATCH_SIZE=32, N_IMAGES=64, PER_DEVICE=(1, 2)),
 }
 _MB = 2**20  # bytes (not a setting)
+_SEARCH = Path(__file__).with_name("search.py")
 
 
-class RowTimeLimit(DriverError):
-    """ROW_LIMIT_S ran out (a DriverError: evaluate_trial records a candidate's own errors as failed trials and goes
-    on, but this one stops the row)."""
+class SearchFailed(RuntimeError):
+    """A row's search.py ended with an error (the end of its log is printed first)."""
 
 
 # ---- configuration -----------------------------------------------------------------------------------------
@@ -147,25 +146,6 @@ def search_argv(cfg, data_dir, run_dir, workers, threads):
 
 
 # ---- measuring one row -----------------------------------------------------------------------------------------
-@contextlib.contextmanager
-def time_limit(seconds):
-    """Raise RowTimeLimit in this (the main) thread after `seconds`; None = no limit."""
-    if seconds is None:
-        yield
-        return
-
-    def expire(signum, frame):
-        raise RowTimeLimit(f"stopped after {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-
-
 class GpuMemoryPoller:
     """The most memory in use on one GPU while the block runs, all processes and contexts included (NVML).
 
@@ -207,43 +187,33 @@ class GpuMemoryPoller:
 
 
 def run_once(cfg, data_dir, work, per_device, n_devices, cores, device, round_):
-    """search.py's main() with WORKERS = per_device x n_devices; returns this run's figures."""
+    """One search.py process with WORKERS = per_device x n_devices; returns this run's figures."""
     workers = per_device * n_devices
     threads = cfg["THREADS"] or max(1, cores // workers)
     name = f"workers_{workers}" + (f"_round_{round_ + 1}" if cfg["ROUNDS"] > 1 else "")
     run_dir, log_file = work / name, work / f"{name}.log"
     argv = search_argv(cfg, data_dir, run_dir, workers, threads)
-    torch_threads = torch.get_num_threads()  # search.main sets THREADS in this process; put it back after
-    if device.type == "cuda":
-        gc.collect()  # a trial stopped by ROW_LIMIT_S inline here may leave its tensors in reference cycles
-        torch.cuda.empty_cache()  # an earlier inline run's cached blocks would count as this run's memory in use
-        torch.cuda.reset_peak_memory_stats(device)
-    load_before, cut = os.getloadavg()[0], None
+    load_before = os.getloadavg()[0]
     with open(log_file, "w") as log, GpuMemoryPoller(device, cfg["MEMORY_POLL_S"]) as memory:
-        start = time.perf_counter()
-        try:
-            with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log), time_limit(cfg["ROW_LIMIT_S"]):
-                search.main(argv)
-        except RowTimeLimit as exc:
-            cut = str(exc)
-        except BaseException:
-            print(f"search.py failed with WORKERS={workers}; the end of its log ({log_file}):\n"
-                  + "".join(log_file.read_text().splitlines(True)[-30:]), file=sys.stderr)
-            raise
-        finally:
-            wall = time.perf_counter() - start
-            torch.set_num_threads(torch_threads)
+        child = run_script(_SEARCH, argv, log, limit_s=cfg["ROW_LIMIT_S"])
+    cut = f"stopped after {cfg['ROW_LIMIT_S']} s" if child.timed_out else None
+    if not child.timed_out and child.code in (130, -signal.SIGINT):  # someone stopped the search itself
+        raise KeyboardInterrupt
+    if not child.timed_out and child.code != 0:
+        print(f"search.py failed with WORKERS={workers}; the end of its log ({log_file}):\n"
+              + "".join(log_file.read_text().splitlines(True)[-30:]), file=sys.stderr)
+        raise SearchFailed(f"search.py failed with WORKERS={workers} (exit status {child.code}); see {log_file}")
     records = read_jsonl(run_dir / "trials.jsonl") if (run_dir / "trials.jsonl").exists() else []
     ok = [r for r in records if r["status"] == "ok"]
     seconds = [r["seconds"] for r in records if r["status"] in ("ok", "fail")]
     run = {"workers": workers, "per_device": per_device, "threads": threads, "round": round_ + 1, "ok": len(ok),
-           "failed": sum(r["status"] == "fail" for r in records), "wall_s": round(wall, 2),
+           "failed": sum(r["status"] == "fail" for r in records), "wall_s": round(child.wall_s, 2),
            "trial_s": round(sum(seconds), 2), "trials_run": len(seconds),
            "load": round((load_before + os.getloadavg()[0]) / 2, 2), "cut": cut,
            "genotypes": {str(r["trial"]): r["genotype"] for r in ok}}
     if device.type == "cuda":
-        run["peak_alloc_mb"] = peak_alloc_mb(records, device, workers)
-        if memory.peak_mb is not None:  # this process's own context and cache were in start_mb already
+        run["peak_alloc_mb"] = peak_alloc_mb(records)
+        if memory.peak_mb is not None:  # above the level before the search started (no trial runs in this process)
             run["gpu_used_mb"] = round((memory.peak_mb - memory.start_mb) / per_device, 1)
     return run
 
@@ -266,13 +236,10 @@ def combine(runs):
     return row
 
 
-def peak_alloc_mb(records, device, workers):
-    """torch's peak allocation of one trial: from the records when search_trial writes it, else from this process
-    when the trials ran inline here (WORKERS=1), else None."""
+def peak_alloc_mb(records):
+    """torch's peak allocation of the row's largest trial: the records' peak_gpu_mem_mb (None when none has one)."""
     marked = [r["peak_gpu_mem_mb"] for r in records if r.get("peak_gpu_mem_mb") is not None]
-    if marked:
-        return round(max(marked), 1)
-    return round(torch.cuda.max_memory_allocated(device) / _MB, 1) if workers == 1 else None
+    return round(max(marked), 1) if marked else None
 
 
 # ---- report --------------------------------------------------------------------------------------------------
@@ -300,12 +267,12 @@ def print_table(result, log=print):
     gpu = f" | {r['gpu_name']} x {r['n_devices']}" if r["device"].startswith("cuda") else ""
     log(f"\nmachine: {r['cpu']} | {r['cores']} cores | torch {r['torch']} ({r['torch_threads']} threads by default) | "
         f"device {r['device']}{gpu} | load average {r['load_start']:.1f} at the start, {r['load_end']:.1f} at the end")
-    log(f"each row: search.py main(), {r['n_trials']} random-search trials x {r['epochs']} epoch(s), "
+    log(f"each row: a search.py process, {r['n_trials']} random-search trials x {r['epochs']} epoch(s), "
         f"C={r['init_channels']}, {r['layers']} cells, batch {r['batch_size']}, {r['n_images']} images of "
         f"{r['image_size']} px, budget network {tuple(r['budget_network'])}; the same candidates in every row: "
         f"{'yes' if r['same_candidates'] else 'NO'}" + (f"; {r['rounds']} rounds, the order reversed every other "
                                                          "one, each row adds up its rounds" if r["rounds"] > 1 else ""))
-    log("trials/h = finished trials / the whole main() call (start-up, budget checks, result files included); "
+    log("trials/h = finished trials / the whole search.py process (start-up, budget checks, result files included); "
         "busy = trial time / (wall x workers); ratio = trials/h / the first row's")
     cuda = r["device"].startswith("cuda")
     head = (f"{'workers':>7} {'per dev':>7} {'threads':>7} {'trials':>6} {'wall s':>7} {'trials/h':>9} "
@@ -324,10 +291,10 @@ def print_table(result, log=print):
     if any(row["cut"] for row in r["rows"]):
         log(f"* stopped at ROW_LIMIT_S={r['row_limit_s']} s: rated on the trials finished by then (an underestimate)")
     if cuda:
-        log("alloc = torch.cuda.max_memory_allocated of a trial, the images on the GPU included (n/a for worker rows "
-            "until search_trial records peak_gpu_mem_mb)")
-        log("GPU = NVML memory in use above its level before the run, / trials per GPU: a worker row counts each "
-            "worker's CUDA context and cache, the inline row not the driver's context (made before)")
+        log("alloc = the largest torch.cuda.max_memory_allocated of a trial (its record's peak_gpu_mem_mb), the "
+            "images on the GPU included")
+        log("GPU = NVML memory in use above its level before the run, / trials per GPU: the CUDA contexts and caches "
+            "of every process of the search included")
 
 
 def _num(value, width, digits=1):
@@ -343,7 +310,7 @@ def main(argv=None):
     cores = cfg["CORES"] or usable_cores()
     if cfg["DATA_DIR"] is not None and not Path(cfg["DATA_DIR"]).expanduser().is_dir():
         raise ConfigError(f"DATA_DIR {cfg['DATA_DIR']} is not a folder")
-    keep = None if cfg["KEEP_DIR"] is None else Path(cfg["KEEP_DIR"]).expanduser()
+    keep = None if cfg["KEEP_DIR"] is None else Path(cfg["KEEP_DIR"]).expanduser().resolve()  # the searches run in search/
     if keep is not None and keep.exists() and any(keep.iterdir()):  # search.py would resume the runs found there
         raise ConfigError(f"KEEP_DIR {keep} is not empty; name a new or empty folder")
     print(f"config:\n{format_config(cfg, from_preset)}")
@@ -359,7 +326,7 @@ def main(argv=None):
             data_dir = write_synthetic_images(work / "images", cfg["N_IMAGES"], cfg["IMAGE_SIZE"], cfg["SEED"])
             stack.callback(cache_path_for(data_dir, cfg["IMAGE_SIZE"]).unlink, missing_ok=True)
         else:
-            data_dir = Path(cfg["DATA_DIR"]).expanduser()
+            data_dir = Path(cfg["DATA_DIR"]).expanduser().resolve()
         load_images({"DATA_DIR": str(data_dir), "MAX_IMAGES": cfg["N_IMAGES"] if cfg["DATA_DIR"] else None,
                      "SEED": cfg["SEED"], "IMAGE_SIZE": cfg["IMAGE_SIZE"], "DECODE_WORKERS": None}, work)
 
@@ -397,4 +364,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    run_cli(main, (ConfigError, SearchFailed))

@@ -194,6 +194,9 @@ def evaluate_trial(task, ctx, progress=True, **run_kwargs):
     if rule is not None:
         run_kwargs["stop"] = lambda losses: early_stop.decide(rule, losses)
         record["rule_records"] = rule["records"]  # the finished trials the rule compares with (a trials.jsonl prefix)
+    cuda = ctx.rt.device.type == "cuda"
+    if cuda:  # this trial's own peak below (an earlier trial's or the memory probe's would count otherwise)
+        torch.cuda.reset_peak_memory_stats(ctx.rt.device)
     start = time.perf_counter()
 
     def score():
@@ -211,4 +214,6 @@ def evaluate_trial(task, ctx, progress=True, **run_kwargs):
         record.update(status="fail", loss=None, reason=failure)
         release_memory(ctx.rt.device)
     record["seconds"] = round(time.perf_counter() - start, 2)
+    if cuda:  # torch's peak allocation in MB, the images on the device included (search/benchmark_workers.py reads it)
+        record["peak_gpu_mem_mb"] = round(torch.cuda.max_memory_allocated(ctx.rt.device) / 2**20, 1)
     return record
