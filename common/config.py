@@ -187,6 +187,18 @@ def script_config(script, argv=()):
     return {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()}
 
 
+def check_script_args(cfg, name, owner, refused=()):
+    """cfg[name] must be a tuple of '--NAME=value' strings for another script, none of them a setting in `refused`
+    (those the caller, `owner`, sets itself): else one ConfigError naming the setting."""
+    args = cfg[name]
+    if not isinstance(args, (tuple, list)) or not all(isinstance(a, str) and a.startswith("--") and "=" in a
+                                                      for a in args):
+        raise ConfigError(f"--{name}={args!r}: needs a tuple of '--NAME=value' strings, e.g. ('--EPOCHS=3',)")
+    clash = [a for a in args if a[2:].split("=", 1)[0] in refused]
+    if clash:
+        raise ConfigError(f"--{name}: {', '.join(clash)} is set by the {owner} itself (use its own constant)")
+
+
 def as_argv(settings):
     """{NAME: value} -> ['--NAME=value', ...], read back by parse_overrides to the same values."""
     return [f"--{k}={v!r}" for k, v in settings.items()]

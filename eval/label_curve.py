@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `common` from the repo root
 
-from common.config import ConfigError, check_number, configure, format_config, run_cli, script_config  # noqa: E402
+from common.config import ConfigError, check_number, check_script_args, configure, format_config, run_cli, script_config  # noqa: E402
 from common.data.demo_lesions import DEFAULT_DEMO_DIR, ensure_demo_dataset  # noqa: E402
 from common.data.demo_lesions import DEFAULT_N_IMAGES as _DEMO_N  # noqa: E402  (private: an imported int is no setting)
 from common.data.label_subset import label_subset  # noqa: E402
@@ -94,12 +94,7 @@ def check_settings(cfg):
     for name, low in (("DEMO_IMAGES", 16), ("PRETRAIN_EPOCHS", 1), ("EPOCHS", 1), ("MIN_STEPS", 0)):
         check_number(cfg, name, low, integer=True)
     check_number(cfg, "PRETRAIN_LR", 0, lo_open=True)
-    args = cfg["TRAIN_ARGS"]
-    if not all(isinstance(a, str) and a.startswith("--") and "=" in a for a in args):
-        raise ConfigError(f"--TRAIN_ARGS={args!r}: needs '--NAME=value' strings, e.g. ('--ARCH=resnet18',)")
-    clash = [a for a in args if a[2:].split("=", 1)[0] in _SET_BY_CURVE]
-    if clash:
-        raise ConfigError(f"--TRAIN_ARGS: {', '.join(clash)} is set by the curve itself (use its own constant)")
+    check_script_args(cfg, "TRAIN_ARGS", "curve", _SET_BY_CURVE)
     return cfg
 
 

@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from common.child import run_script  # noqa: E402
-from common.config import ConfigError, check_number, configure, format_config, run_cli, script_config  # noqa: E402
+from common.config import ConfigError, check_number, check_script_args, configure, format_config, run_cli, script_config  # noqa: E402
 from common.runs import FINISHED, append_jsonl, mark_finished, new_run_dir, open_run_dir, read_jsonl  # noqa: E402
 from common.search import strategy_report as report  # noqa: E402
 
@@ -91,13 +91,7 @@ def check_settings(cfg):
         raise ConfigError(f"--SEEDS={seeds!r}: needs different whole numbers >= 0, e.g. (0, 1, 2)")
     check_number(cfg, "EPOCH_BUDGET", 1, integer=True)
     check_number(cfg, "THREADS", 0, integer=True)
-    args = cfg["SEARCH_ARGS"]
-    if not isinstance(args, (tuple, list)) or not all(isinstance(a, str) and a.startswith("--") and "=" in a
-                                                      for a in args):
-        raise ConfigError(f"--SEARCH_ARGS={args!r}: needs a tuple of '--NAME=value' strings, e.g. ('--SPACE=explicit',)")
-    clash = [a for a in args if a[2:].split("=", 1)[0] in _SET_HERE]
-    if clash:
-        raise ConfigError(f"--SEARCH_ARGS: {', '.join(clash)} is set by the benchmark itself (use its own constant)")
+    check_script_args(cfg, "SEARCH_ARGS", "benchmark", _SET_HERE)
 
 
 def search_argv(cfg, strategy, seed, out_dir):

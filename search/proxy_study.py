@@ -30,6 +30,7 @@ from common.config import (  # noqa: E402
     as_argv,
     check_choice,
     check_number,
+    check_script_args,
     configure,
     format_config,
     run_cli,
@@ -120,16 +121,6 @@ _SET_BY_STUDY = ("GENOTYPE", "OUT_DIR", "SEED", "DATA_DIR", "EPOCHS", "INIT_CHAN
 _SEARCH_SCRIPT, _TRAIN_SCRIPT = REPO_ROOT / "search" / "search.py", REPO_ROOT / "eval" / "train_isic.py"
 
 
-def _check_args(cfg, name, refused=()):
-    args = cfg[name]
-    if not isinstance(args, (tuple, list)) or not all(isinstance(a, str) and a.startswith("--") and "=" in a
-                                                      for a in args):
-        raise ConfigError(f"--{name}={args!r}: needs a tuple of '--NAME=value' strings, e.g. ('--LR=0.05',)")
-    clash = [a for a in args if a[2:].split("=", 1)[0] in refused]
-    if clash:
-        raise ConfigError(f"--{name}: {', '.join(clash)} is set by the study itself (use its own constant)")
-
-
 def check_settings(cfg):
     """Every study setting checked before anything is written (search and train settings: search_settings,
     train_settings)."""
@@ -144,7 +135,7 @@ def check_settings(cfg):
     for name in ("VAL_FRACTION", "TEST_FRACTION"):
         check_number(cfg, name, 0, 1, lo_open=True, hi_open=True, none_ok=True)
     check_choice(cfg, "TRUTH", ("auto", *study_report.TRUTHS))
-    _check_args(cfg, "NCE_LONG_ARGS", ("OUT_DIR", "DATA_DIR", "MAX_IMAGES", "IMAGE_SIZE", "SEED"))
+    check_script_args(cfg, "NCE_LONG_ARGS", "study", ("OUT_DIR", "DATA_DIR", "MAX_IMAGES", "IMAGE_SIZE", "SEED"))
     for name in ("SAMPLE_SEED", "SEED", "THREADS", "MAX_FAILURES"):
         check_number(cfg, name, 0, integer=True)
     check_number(cfg, "IMAGE_SIZE", 32, integer=True)
@@ -154,8 +145,8 @@ def check_settings(cfg):
     check_choice(cfg, "SPACE", ("auto", *G.SPACES))
     check_choice(cfg, "SEARCH_PRESET", ("auto", "demo", "paper"))
     check_choice(cfg, "CORRELATE", study_report.ROW_CHOICES)
-    _check_args(cfg, "SEARCH_ARGS", ("OUT_DIR",))
-    _check_args(cfg, "TRAIN_ARGS", _SET_BY_STUDY)
+    check_script_args(cfg, "SEARCH_ARGS", "study", ("OUT_DIR",))
+    check_script_args(cfg, "TRAIN_ARGS", "study", _SET_BY_STUDY)
     if cfg["SEARCH_RUN"] is not None:
         run = Path(cfg["SEARCH_RUN"]).expanduser()
         if not ((run / "config.json").is_file() and (run / "trials.jsonl").is_file()):
