@@ -1,6 +1,6 @@
 """Test setup: the repository root on sys.path (pyproject's pythonpath adds search/ and eval/, so a test imports a
-script as a module: `import train_isic`), and what several test files share: a tiny ISIC 2019 folder, a labeled
-training killed after an epoch, gloo ranks."""
+script as a module: `import train_isic`), and what several test files share: unlabeled search images, a tiny ISIC
+2019 folder (the `isic` fixture), a labeled training killed after an epoch, gloo ranks."""
 import contextlib
 import csv
 import os
@@ -16,6 +16,18 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+
+# ---- unlabeled images for the search ------------------------------------------------------------------------
+
+def write_images(folder, n=24, seed=0):
+    """n random-content 40x30 images, half PNG and half JPEG."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        pixels = rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / f"img_{i:02d}.{'png' if i % 2 else 'jpg'}")
+    return folder
 
 
 # ---- a tiny ISIC 2019 layout -------------------------------------------------------------------------------------
@@ -41,6 +53,14 @@ def write_isic(root, n=36, seed=0, image_column="image"):
     with open(truth, "w", newline="") as f:
         csv.writer(f).writerows([[image_column, *ISIC_CLASSES], *rows])
     return truth
+
+
+@pytest.fixture(scope="module")
+def isic(tmp_path_factory):
+    """A tiny ISIC 2019 folder per test module (a module may override it with its own size)."""
+    root = tmp_path_factory.mktemp("isic")
+    write_isic(root)
+    return root
 
 
 # ---- a labeled training killed after an epoch ----------------------------------------------------------------------

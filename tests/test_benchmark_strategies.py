@@ -13,8 +13,7 @@ from test_search_parallel import _env, _lines, _wait_for
 
 from common.data.images import cache_path_for
 from common.runs import read_jsonl
-from conftest import ROOT
-from test_search import _write_images
+from conftest import ROOT, write_images
 
 SEARCH_ARGS = ("--EPOCHS=2", "--INIT_CHANNELS=4", "--LAYERS=3", "--BATCH_SIZE=8", "--IMAGE_SIZE=16",
                "--DECODE_WORKERS=1", "--BUDGET_NETWORK=(8,3,32,4)", "--TPE_STARTUP=1", "--MIN_REFERENCE=1")
@@ -39,7 +38,7 @@ def _processes_writing(folder):
 
 
 def test_a_killed_benchmark_resumes_and_reports_every_search(tmp_path):
-    data = _write_images(tmp_path / "images")
+    data = write_images(tmp_path / "images")
     out = tmp_path / "bench"
     second = (out / "searches" / "tpe-median-s4").resolve()
     try:

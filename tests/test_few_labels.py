@@ -11,19 +11,12 @@ import torch
 import train_isic
 from common.data.label_subset import labels_kept
 from common.labeled import pretrain
-from conftest import killed_after_epoch, write_isic
+from conftest import killed_after_epoch
 
 TINY = ["--IMAGE_SIZE=32", "--INIT_CHANNELS=8", "--LAYERS=3", "--EPOCHS=2", "--BATCH_SIZE=8", "--NUM_WORKERS=0",
         "--N_CAM=0", "--LATENCY_RUNS=1", "--GENOTYPE=CNAS_ISIC_s4", "--VAL_FRACTION=0.25", "--RESIZED_CACHE=off",
         "--LR=0.05"]
 FEW = ["--LABEL_FRACTION=0.5", "--PRETRAIN_EPOCHS=2"]
-
-
-@pytest.fixture(scope="module")
-def isic(tmp_path_factory):
-    root = tmp_path_factory.mktemp("isic")
-    write_isic(root)
-    return root
 
 
 @pytest.fixture(scope="module")

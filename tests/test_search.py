@@ -23,26 +23,16 @@ from common.config import ConfigError
 from common.data.images import cache_path_for
 from common.search import candidate as trial_module
 from common.search import trial as search_trial
-from conftest import ROOT
+from conftest import ROOT, write_images
 
 # a network small enough for a 2-core CPU: 3 cells (normal, reduce, reduce), C=4 (FactorizedReduce sees 8, 16)
 TINY = ["--EPOCHS=1", "--INIT_CHANNELS=4", "--LAYERS=3", "--BATCH_SIZE=8", "--IMAGE_SIZE=16", "--SEED=3",
         "--DECODE_WORKERS=1", "--DEVICE=cpu", "--BUDGET_NETWORK=(8,3,32,4)"]
 
 
-def _write_images(folder, n=24, seed=0):
-    """n random-content 40x30 images, half PNG and half JPEG."""
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    for i in range(n):
-        pixels = rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)
-        Image.fromarray(pixels).save(folder / f"img_{i:02d}.{'png' if i % 2 else 'jpg'}")
-    return folder
-
-
 @pytest.fixture(scope="module")
 def images(tmp_path_factory):
-    return _write_images(tmp_path_factory.mktemp("data") / "images")
+    return write_images(tmp_path_factory.mktemp("data") / "images")
 
 
 def _search(out_dir, data_dir, *args, cache=None):
@@ -119,7 +109,7 @@ def test_without_dot_the_search_finishes_with_sources_and_a_hint(images, tmp_pat
 
 def _bad_file_folder(root):
     """16 good images, each bad kind from issue 5 once, and files that must be ignored."""
-    folder = _write_images(root, n=14, seed=1)
+    folder = write_images(root, n=14, seed=1)
     deep = (np.arange(30 * 40, dtype=np.uint16).reshape(30, 40) * 50).astype(np.uint16)
     Image.fromarray(deep).save(folder / "deep16.png")  # 16-bit grayscale: loads
     Image.new("CMYK", (40, 30), (0, 200, 200, 0)).save(folder / "cmyk.jpg")  # loads

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from common.data.images import cache_path_for
-from conftest import ROOT
-from test_search import TINY, _trials, _write_images
+from conftest import ROOT, write_images
+from test_search import TINY, _trials
 
 
 def _env():
@@ -24,7 +24,7 @@ def _cmd(data, out, *args):
 
 @pytest.fixture
 def data(tmp_path):
-    folder = _write_images(tmp_path / "images")
+    folder = write_images(tmp_path / "images")
     yield folder
     cache_path_for(folder, 16).unlink(missing_ok=True)  # the subprocesses cache under REPO_ROOT/data/cache
 

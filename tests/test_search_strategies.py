@@ -14,13 +14,13 @@ from common.config import ConfigError
 from common.data.images import cache_path_for
 from common.search.early_stop import StopSettings, decide, epochs_trained, reference
 from common.search.strategy import make_strategy
-from conftest import ROOT
-from test_search import TINY, _trials, _write_images
+from conftest import ROOT, write_images
+from test_search import TINY, _trials
 
 
 @pytest.fixture
 def data(tmp_path):
-    folder = _write_images(tmp_path / "images")
+    folder = write_images(tmp_path / "images")
     yield folder
     cache_path_for(folder, 16).unlink(missing_ok=True)  # the subprocesses cache under REPO_ROOT/data/cache
 

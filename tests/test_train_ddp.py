@@ -19,7 +19,7 @@ from common.labeled.data import load_data, make_loaders
 from common.labeled.distributed import DistContext, ShardSampler
 from common.labeled.model import build_model
 from common.labeled.torchrun import on_main
-from conftest import ROOT, write_isic
+from conftest import ROOT
 
 WORLD = 2
 EPOCHS = 6  # short epochs (about 0.3 s here): the kill lands within the first few, the resumed run has some left
@@ -33,13 +33,6 @@ TIMEOUT_S = 300  # one torchrun job, generous for a busy 2-core machine
 @pytest.fixture(scope="module")
 def script():
     return train_isic
-
-
-@pytest.fixture(scope="module")
-def isic(tmp_path_factory):
-    root = tmp_path_factory.mktemp("isic")
-    write_isic(root, n=36)
-    return root
 
 
 def torchrun_command(isic, out):

@@ -30,13 +30,6 @@ def script():
 
 
 @pytest.fixture(scope="module")
-def isic(tmp_path_factory):
-    root = tmp_path_factory.mktemp("isic")
-    write_isic(root)
-    return root
-
-
-@pytest.fixture(scope="module")
 def finished_run(script, isic, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "full"
     run_dir = script.main([f"--DATA_DIR={isic}", f"--OUT_DIR={out}", *TINY])
