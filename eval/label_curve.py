@@ -59,7 +59,7 @@ PRESETS = {
     # its FLOPs, hours per split seed
     "paper": dict(LABEL_FRACTIONS=(0.05, 0.1, 0.25, 0.5, 1.0), SEEDS=(0, 1, 2), PRETRAIN_EPOCHS=50, EPOCHS=30,
                   MIN_STEPS=2000),
-    # one CPU core (train_isic.py's demo network: C=16, 5 cells, 96 px, batch 32, one thread), about 45 minutes.
+    # one CPU core (train_isic.py's demo network: C=16, 5 cells, 96 px, batch 32, one thread), measured 61 min beside other jobs.
     # Sized from runs timed on the 2-core development VM with one torch thread beside other jobs (load ~3): a labeled
     # epoch took ~0.3 s + 6.5 ms per labeled image (3.0-3.9 s with all 432 labels: validation and test stay at 144
     # each), a pre-training epoch of the 432 training images 8-10 s. Per split seed: 2 x (90 + 90 + 30 + 30 + 30

@@ -1,6 +1,6 @@
 """Search strategies at equal compute: random, TPE, regularized evolution and TPE with early stopping, through search.py.
 
-    cd search && python benchmark_strategies.py                 # demo: the demo search, about 45 min on one core
+    cd search && python benchmark_strategies.py                 # demo: the demo search, 62 min measured on one core
     cd search && python benchmark_strategies.py --PRESET=paper --DATA_DIR=/data/ISIC_2019_Training_Input   # a GPU
 
 Every strategy x seed is one search.py run (a process of its own, its run folder under OUT_DIR/searches/) with the same
@@ -57,9 +57,9 @@ PRESET = "auto"  # 'auto' ('demo' without DATA_DIR, else 'paper') | 'demo' | 'pa
 PRESETS = {
     # one GPU: the paper's search settings, 60 full trials' worth of epochs (10 each) per search, three seeds
     "paper": {},
-    # one CPU core, about 45 minutes: trials of 6 epochs (so a rule has epochs to save) on 128 of the demo lesions
-    # with C=8, one thread; a 6-epoch trial measured about 50 s on a loaded core (8 s an epoch), so 48 epochs (8 full
-    # trials) per search x 5 strategies x 2 seeds; halving's rungs at 2 and 6 epochs; startup scaled to the budget
+    # one CPU core (62 min measured beside other jobs): trials of 6 epochs (so a rule has epochs to save) on 128 of
+    # the demo lesions with C=8, one thread; a 6-epoch trial measured about 50 s on a loaded core (8 s an epoch), so
+    # 48 epochs (8 full trials) per search x 5 strategies x 2 seeds; halving's rungs at 2 and 6 epochs
     "demo": dict(SEEDS=(0, 1), EPOCH_BUDGET=48, THREADS=1,
                  SEARCH_ARGS=("--EPOCHS=6", "--INIT_CHANNELS=8", "--LAYERS=5", "--MAX_IMAGES=128", "--BATCH_SIZE=32",
                               "--TPE_STARTUP=3", "--POPULATION=4", "--SAMPLE_SIZE=2", "--GRACE_EPOCHS=2",
