@@ -54,6 +54,21 @@ def _pending(run):
         return {}
 
 
+def _kill_when_in_flight(cmd, run, recorded):
+    """Start search.py (cmd) and kill -9 it once `recorded` trials are in trials.jsonl and two more are in flight;
+    returns the finished records' lines and pending.json's trials at that moment, and the killed process."""
+    proc = subprocess.Popen(cmd, cwd=ROOT / "search", env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_for(lambda: len(_lines(run / "trials.jsonl")) >= recorded and len(_pending(run)) == 2, proc,
+                  "2 trials in flight")
+        before, in_flight = _lines(run / "trials.jsonl"), _pending(run)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    return before, in_flight, proc
+
+
 def _check_finished_run(run, n=4):
     trials = _trials(run)
     ok = [t for t in trials if t["status"] == "ok"]
@@ -86,14 +101,7 @@ def test_ray_executor_runs_four_trials(data, tmp_path):
 def test_killed_driver_resumes_and_reruns_only_the_unfinished(data, tmp_path):
     run = tmp_path / "run"
     cmd = _cmd(data, run, "--WORKERS=2", "--EPOCHS=2")
-    proc = subprocess.Popen(cmd, cwd=ROOT / "search", env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:  # kill -9 once one trial is recorded and two more are in flight
-        _wait_for(lambda: len(_lines(run / "trials.jsonl")) >= 1 and len(_pending(run)) == 2, proc, "2 trials in flight")
-        before, in_flight = _lines(run / "trials.jsonl"), _pending(run)
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.kill()
-        proc.wait()
+    before, in_flight, proc = _kill_when_in_flight(cmd, run, recorded=1)
     assert proc.returncode == -signal.SIGKILL and not (run / "finished.json").exists()
 
     _run(cmd)  # the same command again

@@ -3,18 +3,17 @@ repeated, and every proposal and every stop is what the finished records known a
 import json
 import re
 import signal
-import subprocess
 import sys
 
 import pytest
-from test_search_parallel import _env, _lines, _pending, _run, _wait_for
+from test_search_parallel import _kill_when_in_flight, _lines, _run
 
 import search
 from common.config import ConfigError
 from common.data.images import cache_path_for
 from common.search.early_stop import StopSettings, decide, epochs_trained, reference
 from common.search.strategy import make_strategy
-from conftest import ROOT, write_images
+from conftest import write_images
 from test_search import TINY, _trials
 
 
@@ -54,15 +53,8 @@ def test_a_killed_search_with_early_stopping_resumes_without_losing_or_repeating
     args = [f"--ALGO={algo}", f"--EARLY_STOP={rule}", "--SPACE=explicit", "--POPULATION=2", "--SAMPLE_SIZE=1",
             "--TPE_STARTUP=2", "--REDUCTION_FACTOR=2"]
     cmd = _cmd(data, run, *args)
-    proc = subprocess.Popen(cmd, cwd=ROOT / "search", env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:  # kill -9 once two trials are recorded and two more are in flight
-        _wait_for(lambda: len(_lines(run / "trials.jsonl")) >= 2 and len(_pending(run)) == 2, proc, "2 in flight")
-        before, in_flight = _lines(run / "trials.jsonl"), _pending(run)
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.kill()
-        proc.wait()
-    assert not (run / "finished.json").exists()
+    before, in_flight, proc = _kill_when_in_flight(cmd, run, recorded=2)
+    assert proc.returncode == -signal.SIGKILL and not (run / "finished.json").exists()
 
     out = _run(cmd).stdout  # the same command again
     records = _replay(run)
