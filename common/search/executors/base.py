@@ -3,6 +3,7 @@ import collections
 import os
 import socket
 import time
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 
@@ -33,7 +34,7 @@ class Trial:
         return len(self.deaths) + 1
 
 
-class Executor:
+class Executor(ABC):
     """Trials in flight. Use as a context manager so close() also runs on Ctrl-C and errors.
 
     submit(key, task) returns at once (tasks beyond `capacity` wait in a queue); poll(timeout) returns the trials
@@ -100,11 +101,14 @@ class Executor:
         del self._trials[key]
         done.append(Finished(key, result, error, where))
 
+    @abstractmethod
     def _dispatch(self):
-        raise NotImplementedError
+        """Hand pending trials to whatever can run them now."""
 
+    @abstractmethod
     def _wait(self, timeout, done):
-        raise NotImplementedError
+        """Wait up to `timeout` s (None: no limit) for trials to end; append their Finished to `done`."""
 
+    @abstractmethod
     def _stop_workers(self):
-        raise NotImplementedError
+        """Stop whatever runs the trials (close() calls it once)."""

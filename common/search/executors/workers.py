@@ -10,6 +10,7 @@ The protocol, worker -> driver (the local pipe and Ray's return values carry the
 import os
 import sys
 import traceback
+from abc import abstractmethod
 
 from common.failures import CANDIDATE_ERRORS, failure_reason, is_candidate_failure
 from common.search.executors.base import Executor, here
@@ -149,9 +150,10 @@ class WorkerExecutor(Executor):
             self.log(f"worker {where['worker']} ({where['device']}, pid {where['pid']}) died during trial {key} "
                      f"({reason}); resubmitting it (attempt {len(trial.deaths) + 1} of {self.max_resubmits + 1})")
 
+    @abstractmethod
     def _start(self, slot):
-        raise NotImplementedError
+        """Start the slot's worker (a process, or a Ray actor)."""
 
+    @abstractmethod
     def _send(self, slot, key, task):
         """Hand the trial to the slot's worker; False when it cannot take it (it died)."""
-        raise NotImplementedError
