@@ -108,7 +108,8 @@ def markdown(summary, rows, notes=()):
     return "\n".join(out) + "\n"
 
 
-def _finite(values):
+def _nan_for_none(values):
+    """None -> NaN, so matplotlib leaves a gap where a mean could not be computed."""
     return [math.nan if v is None else v for v in values]
 
 
@@ -124,7 +125,7 @@ def plot(summary, path, title):
         left, right = fig.subplots(1, 2)
         for arm, colour, marker, shift in (("scratch", figures.GREY, "s", 0.97), ("pretrained", figures.BLUE, "o", 1.03)):
             s = summary["arms"][arm]
-            left.errorbar([f * shift for f in fs], _finite(s[f]["mean"] for f in fs),
+            left.errorbar([f * shift for f in fs], _nan_for_none(s[f]["mean"] for f in fs),
                           yerr=[s[f]["sd"] or 0.0 for f in fs], fmt=f"-{marker}", color=colour, capsize=3, ms=5,
                           label="pre-trained (self-supervised)" if arm == "pretrained" else "from scratch")
         left.set_xscale("log")

@@ -5,11 +5,11 @@ A strategy is a search algorithm with an early-stopping rule, written 'tpe' or '
 """
 import csv
 import io
-import math
 
 import numpy as np
 
 from common import figures  # its house style and PNG writer (figures.STYLE, _figure, _save), shared by every figure
+from common.labeled.repeats import spread
 from common.runs import atomic_write_text
 from common.search.early_stop import RULES, epochs_trained
 from common.search.strategy import ALGOS
@@ -56,10 +56,9 @@ def best_so_far(curve, grid):
 
 
 def _mean_sd(values):
-    values = [v for v in values if v is not None and math.isfinite(v)]
-    if not values:
-        return None, None
-    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else None
+    """(mean, SD) of the finite values, as repeated runs are summarised everywhere (common.labeled.repeats.spread)."""
+    s = spread(values)
+    return s["mean"], s["sd"]
 
 
 def strategy_rows(searches, strategies):
