@@ -107,8 +107,11 @@ def test_local_runs_each_task_once_with_setup_once_per_worker(setup_args):
     assert all(f.error is None and f.where["attempts"] == 1 and f.where["device"] == "cpu" for f in done.values())
     assert {f.where["node"] for f in done.values()} == {socket.gethostname()}
     lines = setups(setup_args)
-    assert len(lines) == 2 and {line[0] for line in lines} == {str(f.where["pid"]) for f in done.values()}
-    assert {f.where["worker"] for f in done.values()} == {0, 1} and os.getpid() not in {f.result["pid"] for f in done.values()}
+    # each worker set up once; every task ran in one of them (which one takes which task depends on which is ready
+    # first: a worker still starting may get none of four quick tasks)
+    assert len(lines) == 2 and len({line[0] for line in lines}) == 2
+    assert {str(f.where["pid"]) for f in done.values()} <= {line[0] for line in lines}
+    assert {f.where["worker"] for f in done.values()} <= {0, 1} and os.getpid() not in {f.result["pid"] for f in done.values()}
     assert [line[1:] for line in lines] == [["cpu", str(worker_threads(0, 2))]] * 2
 
 
