@@ -129,6 +129,16 @@ def check_choice(cfg, name, choices):
     return cfg[name]
 
 
+def check_paths(cfg, *names):
+    """cfg[name] is a path or a name (a str) or None, for each name. A number becomes its text: `--DATA_DIR=2019`
+    names a folder of digits, which the configurator, seeing no quotes, read as an int."""
+    for name in names:
+        if isinstance(cfg[name], int) and not isinstance(cfg[name], bool):
+            cfg[name] = str(cfg[name])
+        if cfg[name] is not None and not isinstance(cfg[name], str):
+            raise ConfigError(f"--{name}={cfg[name]!r}: expected a path or a name")
+
+
 def format_config(config, preset_changed=()):
     width = max(map(len, config))
     return "\n".join(

@@ -1,5 +1,8 @@
-"""Where and how tensors run: device choice, autocast precision and memory format, shared by search and eval."""
+"""Where and how tensors run: device choice, autocast precision and memory format, the cores and the processor's name;
+shared by search and eval."""
 import json
+import os
+import platform
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,3 +114,26 @@ def check_resumed_runtime(run_dir, rt, allow_change=False):
             return now
     atomic_write_json(path, now)
     return now
+
+
+def usable_cores():
+    """CPU cores this process may run on (taskset and container limits respected where the OS says), at least 1."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def cpu_name():
+    """The processor's model name (Linux's /proc/cpuinfo), else what the platform reports."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def device_name(device):
+    """The GPU's name for a CUDA device, else the processor's: what a measured figure should be reported with."""
+    device = torch.device(device)
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()

@@ -53,17 +53,41 @@ def append_jsonl(path, obj):
         os.fsync(f.fileno())
 
 
-def read_jsonl(path):
-    """All complete lines of a JSON-lines file; a torn last line (killed mid-write) is dropped and truncated."""
+class RecordError(ConfigError):
+    """A complete line of a record file is not a JSON object (a crash glued two records, a disk wrote NULs)."""
+
+
+def read_jsonl(path, repair=False):
+    """The records of a JSON-lines file, one object per complete line ([] when there is no file).
+
+    A torn last line (a writer killed mid-line, or one still writing it) is left out. repair=True is for the file's
+    own writer resuming: it also truncates that tail, so the next append starts a line of its own; readers of
+    another run's files leave them as they are. A complete line that is not a JSON object raises RecordError naming
+    the file and the line.
+    """
     path = Path(path)
     if not path.exists():
         return []
     raw = path.read_bytes()
     keep = raw[: raw.rfind(b"\n") + 1]
-    if len(keep) != len(raw):
+    if repair and len(keep) != len(raw):
         with open(path, "r+b") as f:
             f.truncate(len(keep))
-    return [json.loads(line) for line in keep.decode().splitlines() if line.strip()]
+    records = []
+    for number, line in enumerate(keep.split(b"\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            record, why = None, f"{type(exc).__name__}: {str(exc)[:80]}"
+        else:
+            why = "not a JSON object"
+        if not isinstance(record, dict):
+            raise RecordError(f"{path} line {number} is not a record ({why}): delete or repair that line (the runs "
+                              "it lists are kept), then run the same command again")
+        records.append(record)
+    return records
 
 
 def new_run_dir(kind):

@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `common` from the repo root
 
-from common import figures, runs  # noqa: E402  (figures.BLUE etc.: upper-case imports would count as settings)
+from common import figures, runs, stats  # noqa: E402  (figures.BLUE etc.: upper-case imports would count as settings)
 from common.config import ConfigError, configure, format_config, run_cli  # noqa: E402
 from common.labeled import repeats  # noqa: E402
 
@@ -225,7 +225,7 @@ def group_runs(rows):
         for k in ("image_size", "params", "macs", "cpu_latency_ms"):
             m[k] = _median([r[k] for r in runs_])
         for k in _METRICS:
-            m[f"{k}_spread"] = repeats.spread([r[k] for r in runs_])
+            m[f"{k}_spread"] = stats.spread([r[k] for r in runs_])
             m[k] = m[f"{k}_spread"]["mean"]
             m[f"{k}_by_split"] = repeats.per_split((r["split_sha1"], r[k]) for r in runs_)
         models.append(m)

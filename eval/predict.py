@@ -6,7 +6,6 @@ The model's architecture, classes, image size and normalisation come from CHECKP
 Writes <OUT_DIR>/submission.csv (image, one probability column per class) and skipped_files.csv for files that
 could not be read. Any constant below can be set as --NAME=value.
 """
-import os
 import sys
 from pathlib import Path
 
@@ -14,19 +13,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `common` from th
 
 import torch  # noqa: E402
 
-from common.config import ConfigError, check_choice, check_number, configure, format_config, run_cli  # noqa: E402
+from common.config import ConfigError, check_choice, check_number, check_paths, configure, format_config, run_cli  # noqa: E402
 from common.data.datasets import DatasetError  # noqa: E402
 from common.data.images import BadImage  # noqa: E402
 from common.device import AMP_CHOICES as _AMP_CHOICES  # noqa: E402  (private names: an imported tuple is no setting)
 from common.device import CHANNELS_LAST_CHOICES as _CHANNELS_LAST_CHOICES  # noqa: E402
-from common.device import runtime  # noqa: E402
+from common.device import runtime, usable_cores  # noqa: E402
 from common.labeled.submission import predict_folder  # noqa: E402
 
 # -----------------------------------------------------------------------------
 PREDICT_DIR = None  # folder of unlabeled images, searched recursively (.jpg .jpeg .png .bmp .tif); required
 CHECKPOINT = None  # a best.pt written by train_isic.py; None = the newest eval run's (runs/eval/*/best.pt)
 BATCH_SIZE = None  # images per step; None = the BATCH_SIZE the model was trained with
-NUM_WORKERS = min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)  # loader
+NUM_WORKERS = min(4, usable_cores())  # loader
 # processes (the cores this process may use, at most 4); 0 = in the main process
 DEVICE = "auto"  # auto (cuda > mps > cpu) | cpu | cuda | cuda:1 | mps
 AMP = "auto"  # auto (bf16 autocast on CUDA, off elsewhere) | bf16 | fp16 | off
@@ -40,11 +39,7 @@ _USER_ERRORS = (ConfigError, DatasetError, BadImage)
 
 def check_config(cfg):
     """Every setting checked before any folder is made."""
-    for name in ("PREDICT_DIR", "CHECKPOINT", "OUT_DIR", "DEVICE"):
-        if isinstance(cfg[name], int) and not isinstance(cfg[name], bool):
-            cfg[name] = str(cfg[name])  # --PREDICT_DIR=2019: a folder named by digits
-        if cfg[name] is not None and not isinstance(cfg[name], str):
-            raise ConfigError(f"--{name}={cfg[name]!r}: expected a path or a name")
+    check_paths(cfg, "PREDICT_DIR", "CHECKPOINT", "OUT_DIR", "DEVICE")
     if cfg["PREDICT_DIR"] is None:
         raise ConfigError("--PREDICT_DIR is needed: the folder of images to predict, e.g. "
                           "python predict.py --PREDICT_DIR=/data/ISIC_2019_Test_Input")

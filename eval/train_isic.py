@@ -10,7 +10,6 @@ Any constant below can be set as --NAME=value. Rerunning the same command with -
 interrupted run from its ckpt.pt; a finished run folder is never written again. The run itself, data -> model ->
 epochs -> results, is common/labeled/run.py's train(); each stage's machinery lives in common/labeled/.
 """
-import os
 import sys
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ from common.config import (  # noqa: E402
     answer_config_request,
     check_choice,
     check_number,
+    check_paths,
     check_tuple,
     configure,
     format_config,
@@ -31,6 +31,7 @@ from common.config import (  # noqa: E402
 from common.data.datasets import LAYOUTS as _LAYOUTS  # noqa: E402
 from common.device import AMP_CHOICES as _AMP_CHOICES  # noqa: E402
 from common.device import CHANNELS_LAST_CHOICES as _CHANNELS_LAST_CHOICES  # noqa: E402
+from common.device import usable_cores  # noqa: E402
 from common.labeled import few_labels  # noqa: E402
 from common.labeled.data import BALANCE_POWERS as _BALANCE_POWERS  # noqa: E402
 from common.labeled.run import train  # noqa: E402
@@ -69,7 +70,7 @@ STD = (0.141, 0.152, 0.169)
 RESIZED_CACHE = "auto"  # one-time resized JPEG copies: auto (data/resized/...) | a folder | off (decode originals)
 # data-loader processes: by default the cores this process may use, at most 4 (more workers than cores only draw a
 # DataLoader warning); 0 = in the main process (a resumed run then repeats the exact batches)
-NUM_WORKERS = min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+NUM_WORKERS = min(4, usable_cores())
 CLASS_BALANCE = "loss"  # loss (CE weights 1/count) | sampler (classes drawn equally) | both (draws and weights by
 # 1/sqrt(count): balanced overall, not compounded) | none; counts of the train split
 # optimisation
@@ -151,11 +152,7 @@ def resolve_config(argv=None):
 def check_config(cfg):
     """Every setting's type and range, so that a typo stops here, before any run folder or file is written
     (a folder made with the typo would refuse the corrected command). Tuples come back as tuples."""
-    for name in ("GENOTYPE", "ARCH", "PRETRAINED_WEIGHTS", "DATA_DIR", "CSV_PATH", "OUT_DIR", "RESIZED_CACHE", "DEVICE"):
-        if isinstance(cfg[name], int) and not isinstance(cfg[name], bool):
-            cfg[name] = str(cfg[name])  # --DATA_DIR=2019: a folder named by digits
-        if cfg[name] is not None and not isinstance(cfg[name], str):
-            raise ConfigError(f"--{name}={cfg[name]!r}: expected a path or a name")
+    check_paths(cfg, "GENOTYPE", "ARCH", "PRETRAINED_WEIGHTS", "DATA_DIR", "CSV_PATH", "OUT_DIR", "RESIZED_CACHE", "DEVICE")
     for name in ("ALLOW_MISSING", "NESTEROV", "ALLOW_RUNTIME_CHANGE", "EXPORT_ONNX", "DEBUG"):
         if not isinstance(cfg[name], bool):
             raise ConfigError(f"--{name}={cfg[name]!r}: expected True or False")

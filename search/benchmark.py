@@ -11,7 +11,6 @@ heads, BankNCE loss + bank update, SGD step). Both count source images (batch / 
 last line printed is one JSON object.
 """
 import json
-import platform
 import statistics
 import sys
 import time
@@ -25,7 +24,7 @@ import torch.nn.functional as F  # noqa: E402
 from common.arch import genotypes as G  # noqa: E402
 from common.config import ConfigError, config_names, configure, format_config, run_cli  # noqa: E402
 from common.data.views import ViewMaker  # noqa: E402
-from common.device import autocast_for, device_preset, pick_device  # noqa: E402
+from common.device import autocast_for, device_name, device_preset, pick_device  # noqa: E402
 from common.search.candidate import CandidateTrainer, TrainerSettings  # noqa: E402
 from common.search.contrastive import BankNCE  # noqa: E402
 
@@ -307,16 +306,6 @@ def time_real_trial(cfg, device, images, views, amp, log=print):
 
 
 # ---- report --------------------------------------------------------------------------------------------------
-def device_name(device):
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    if Path("/proc/cpuinfo").exists():
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
 def print_table(result, log=print):
     r = result
     log(f"\ndevice {r['device']} ({r['device_name']}) | torch {r['torch']} | {r['threads']} threads | "

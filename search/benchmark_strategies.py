@@ -35,6 +35,7 @@ import torch  # noqa: E402
 
 from common.child import run_script  # noqa: E402
 from common.config import ConfigError, check_number, check_script_args, configure, format_config, run_cli, script_config  # noqa: E402
+from common.device import cpu_name, usable_cores  # noqa: E402
 from common.runs import FINISHED, append_jsonl, mark_finished, new_run_dir, open_run_dir, read_jsonl  # noqa: E402
 from common.search import strategy_report as report  # noqa: E402
 
@@ -129,7 +130,7 @@ def run_search(argv, log_file, threads):
 
 def collect(run_dir, cfg, settings):
     """Every finished search's summary, with its wall time from attempts.jsonl (partial when an attempt was killed)."""
-    attempts = read_jsonl(run_dir / "attempts.jsonl")
+    attempts = read_jsonl(run_dir / "attempts.jsonl", repair=True)
     searches = []
     for seed in cfg["SEEDS"]:
         for name in cfg["STRATEGIES"]:
@@ -149,10 +150,9 @@ def search_name(strategy, seed):
 
 
 def machine_line(cfg, load_start):
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), "?") if Path("/proc/cpuinfo").exists() else "?"
+    cpu = cpu_name()
     gpu = f" | {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() and cfg["DEVICE"] != "cpu" else ""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = usable_cores()
     return (f"machine: {cpu} | {cores} usable cores | {cfg['THREADS'] or 'default'} thread(s) per search{gpu} | "
             f"torch {torch.__version__} | load average {load_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end")
 

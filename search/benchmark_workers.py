@@ -19,7 +19,6 @@ JSON object.
 import contextlib
 import json
 import os
-import platform
 import signal
 import statistics
 import sys
@@ -45,7 +44,7 @@ from common.config import (  # noqa: E402
 )
 from common.data.images import cache_path_for  # noqa: E402
 from common.data.search_images import load_images  # noqa: E402
-from common.device import device_preset, pick_device  # noqa: E402
+from common.device import cpu_name, device_preset, pick_device, usable_cores  # noqa: E402
 from common.runs import read_jsonl  # noqa: E402
 
 # -----------------------------------------------------------------------------
@@ -109,10 +108,6 @@ def check_settings(cfg):
     if not per or len(set(per)) < len(per) or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1
                                                        for n in per):
         raise ConfigError(f"--PER_DEVICE={per!r}: needs different whole numbers >= 1, e.g. (1, 2, 4)")
-
-
-def usable_cores():
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def device_count(device, name):
@@ -243,15 +238,6 @@ def peak_alloc_mb(records):
 
 
 # ---- report --------------------------------------------------------------------------------------------------
-def cpu_model():
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
 def same_candidates(runs):
     """True when every trial number that finished in two runs trained the same genotype in both."""
     first = {}
@@ -349,7 +335,7 @@ def main(argv=None):
         row["ratio"] = round(row["trials_per_hour"] / base, 3) if base else None
     result = {
         "device": str(device), "gpu_name": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-        "n_devices": n_devices, "cpu": cpu_model(), "cores": cores, "torch": torch.__version__,
+        "n_devices": n_devices, "cpu": cpu_name(), "cores": cores, "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(), "load_start": round(load_start, 2), "load_end": round(load_end, 2),
         "preset": cfg["PRESET"], "n_trials": cfg["N_TRIALS"], "epochs": cfg["EPOCHS"],
         "init_channels": cfg["INIT_CHANNELS"], "layers": cfg["LAYERS"], "batch_size": cfg["BATCH_SIZE"],

@@ -41,9 +41,10 @@ from common.data.demo_lesions import ensure_demo_dataset  # noqa: E402
 from common.data.images import BadImage  # noqa: E402
 from common.data.search_images import load_images  # noqa: E402
 from common.labeled.data import load_data  # noqa: E402
-from common.memory import FitCheck, LabeledStep, check_classifier_memory, check_step  # noqa: E402
+from common.labeled.step_memory import LabeledStep, check_classifier_memory  # noqa: E402
+from common.memory import FitCheck, check_step  # noqa: E402
 from common.runs import REPO_ROOT, atomic_write_json, atomic_write_text, mark_finished, new_run_dir, open_run_dir  # noqa: E402
-from common.search.trial import largest_candidate, step_memory, worker_setup  # noqa: E402
+from common.search.trial import largest_candidate, step_memory, trial_context  # noqa: E402
 from common.study import figures as study_figures  # noqa: E402
 from common.study import report as study_report
 from common.study.measure import (  # noqa: E402
@@ -280,13 +281,13 @@ def write_figures(run_dir, rows, corr, n_seeds):
     return files
 
 
-def check_memory(cfg, scfg, train_cfg, n_classes, threads):
+def check_study_memory(cfg, scfg, train_cfg, n_classes, threads):
     """Before the run folder and any part: one step of the largest candidate (every edge a separable conv), for nce
     with the search settings (on a full batch of blank images) and for the labeled training with the study's, WORKERS
     of them at a time on this device; stops with one line naming the setting to lower (a study killed by the kernel
     loses its work and says nothing)."""
     blank = np.zeros((scfg["BATCH_SIZE"], scfg["IMAGE_SIZE"], scfg["IMAGE_SIZE"], 3), np.uint8)
-    ctx = worker_setup({"images": blank, "cfg": scfg}, cfg["DEVICE"], threads)
+    ctx = trial_context({"images": blank, "cfg": scfg}, cfg["DEVICE"], threads)
     device, sharing, batch = ctx.rt.device, cfg["WORKERS"], scfg["BATCH_SIZE"]
     try:
         check_step(step_memory(ctx), device, batch, FitCheck(sharing=sharing, log=lambda line: print(f"nce {line}")))
@@ -357,7 +358,7 @@ def main(argv=None):
     train_cfg = train_settings(cfg, data)  # refuses a bad TRAIN_ARGS now
     classes = list(load_data(train_cfg).classes)  # a wrong LABELED_DIR stops here, before a run folder exists
     threads = cfg["THREADS"] or (1 if cfg["WORKERS"] > 1 else 0)  # parallel parts share the cores: one thread each
-    check_memory(cfg, scfg, train_cfg, len(classes), threads)  # so does a batch that cannot fit
+    check_study_memory(cfg, scfg, train_cfg, len(classes), threads)  # so does a batch that cannot fit
     run_dir, resumed = open_run_dir(cfg["OUT_DIR"] or new_run_dir("study"), cfg, ignore=_RESUME_MAY_CHANGE)
     keep_search_settings(run_dir, {**scfg, "NCE_LONG": long_cfg})
     if cfg["LABELED_DIR"] is None:
@@ -369,7 +370,7 @@ def main(argv=None):
     genotypes = study_genotypes(run_dir, lambda: random_genotypes(cfg["K"], cfg["SPACE"], cfg["SAMPLE_SEED"]) + (
         search_top(Path(cfg["SEARCH_RUN"]).expanduser(), cfg["TOP"]) if cfg["SEARCH_RUN"] else []))
     images = load_images(scfg, run_dir)
-    ctx = worker_setup({"images": images, "cfg": scfg}, cfg["DEVICE"], threads)
+    ctx = trial_context({"images": images, "cfg": scfg}, cfg["DEVICE"], threads)
     parts = PartLog(run_dir)
     recipe = dict(run_dir=run_dir, train_cfg=train_cfg,
                   size_network=(cfg["INIT_CHANNELS"], cfg["LAYERS"], cfg["IMAGE_SIZE"], len(classes)),

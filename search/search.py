@@ -41,7 +41,7 @@ from common.search.strategy import ALGOS as _ALGOS  # noqa: E402
 from common.search.strategy import make_strategy  # noqa: E402
 from common.search.trial import PROBE_TASK as _PROBE_TASK  # noqa: E402
 from common.search.trial import SCORES as _SCORES  # noqa: E402
-from common.search.trial import budget_check, evaluate_trial, step_memory, worker_run, worker_setup  # noqa: E402
+from common.search.trial import budget_check, evaluate_trial, step_memory, trial_context, worker_run  # noqa: E402
 
 # -----------------------------------------------------------------------------
 # data
@@ -222,7 +222,7 @@ def trials_per_device(cfg, device):
     return cfg["WORKERS"]
 
 
-def check_memory(mem, cfg, n_images, available=None, where=""):
+def check_trial_memory(mem, cfg, n_images, available=None, where=""):
     """Print the step memory beside the device; stop with one line naming BATCH_SIZE when it cannot fit.
 
     mem: a StepMemory measured on the device the trials run on; available: the memory free there (None = this
@@ -286,23 +286,23 @@ def main(argv=None):
 
     # ---- executor: trials in this process, or in workers that hold their own copies of the images ------------
     if cfg["WORKERS"] == 1 and cfg["EXECUTOR"] == "local":
-        ctx = worker_setup(setup, cfg["DEVICE"], 0)
+        ctx = trial_context(setup, cfg["DEVICE"], 0)
         executor = InlineExecutor(lambda task: evaluate_trial(task, ctx), rt.device, debug=cfg["DEBUG"])
     else:
         ctx = None
         settings = ExecutorSettings(workers=cfg["WORKERS"], device=cfg["DEVICE"], threads=cfg["THREADS"],
                                     ray_address=cfg["RAY_ADDRESS"], trials_per_gpu=cfg["TRIALS_PER_GPU"])
-        executor = make_executor(cfg["EXECUTOR"], settings, worker_setup=worker_setup, worker_fn=worker_run,
+        executor = make_executor(cfg["EXECUTOR"], settings, worker_setup=trial_context, worker_fn=worker_run,
                                  setup_args=setup)
 
     # ---- memory: one probe of the largest candidate where the trials run, before the first trial --------------
     if cfg["SCORE"] in ("nce", "nce_init"):  # nce_init keeps no activations for backward: nce's probe bounds it
         try:
             if ctx is not None:
-                check_memory(step_memory(ctx), cfg, len(images))
+                check_trial_memory(step_memory(ctx), cfg, len(images))
             else:
                 mem, available, where = probe_in_first_worker(executor)
-                check_memory(mem, cfg, len(images), available, where)
+                check_trial_memory(mem, cfg, len(images), available, where)
         except BaseException as exc:
             executor.close()  # no worker (or Ray) left behind
             if isinstance(exc, ConfigError) and not resumed:  # nothing has run: remove what this start wrote (never

@@ -70,17 +70,17 @@ def isic(tmp_path_factory):
 def killed_after_epoch(epoch=1):
     """Inside the block, a labeled training (train_isic, the proxy study's) stops with KeyboardInterrupt, as a kill
     would, right after epoch `epoch`'s ckpt.pt is on disk."""
-    from common.labeled import epochs
+    from common.labeled import checkpoints
 
-    real_save = epochs.save_checkpoint
+    real_save = checkpoints.save_checkpoint
 
     def save_then_stop(path, obj):
         real_save(path, obj)
-        if Path(path).name == epochs.CKPT and obj.get("epoch") == epoch:
+        if Path(path).name == checkpoints.CKPT and obj.get("epoch") == epoch:
             raise KeyboardInterrupt
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(epochs, "save_checkpoint", save_then_stop)
+        mp.setattr(checkpoints, "save_checkpoint", save_then_stop)
         yield
 
 

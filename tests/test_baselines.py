@@ -3,7 +3,7 @@ import pytest
 import torch
 import torchvision
 
-from common.arch.baselines import BASELINES, WithAux, _read_state_dict, build_baseline, cam_layer, head_name, unwrap
+from common.arch.baselines import BASELINES, WithAux, _read_state_dict, build_baseline, cam_layer, head_name, unwrap_aux
 from common.arch.genotypes import DARTS_V2
 from common.arch.networks import EvalNetwork
 from common.config import ConfigError
@@ -17,7 +17,7 @@ def test_each_baseline_builds_runs_and_explains(name):
     logits, aux = model.train()(torch.randn(2, 3, 32, 32))
     assert logits.shape == (2, 5) and aux is None and torch.isfinite(logits).all()
     logits.sum().backward()  # trains: gradients reach the first layer
-    first = next(unwrap(model).parameters())
+    first = next(unwrap_aux(model).parameters())
     assert first.grad is not None and first.grad.abs().sum() > 0
     cam, out = GradCAM(model, cam_layer(model))(torch.randn(1, 3, 32, 32))
     assert cam.shape == (32, 32) and out.shape == (5,) and 0 <= cam.min() and cam.max() <= 1

@@ -5,7 +5,7 @@ import pytest
 from common.arch import genotypes as G
 from common.arch.cell_cost import eval_network_size
 from common.arch.networks import EvalNetwork
-from common.labeled.model_card import count_macs, count_params
+from common.arch.size import count_macs, count_params
 
 
 def _full(genotype, c, layers, px, classes):

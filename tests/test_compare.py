@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 from scipy import stats
 
+import common.stats as S
 import compare as compare_script
 from common.config import ConfigError
 from common.labeled import repeats
@@ -119,8 +120,8 @@ def test_three_split_seeds_give_mean_sd_and_a_paired_bootstrap_ci(compare, tmp_p
     (pair,) = read_csv(out / "paired.csv")
     assert (pair["model_a"], pair["model_b"], pair["balanced_accuracy_splits"]) == ("DARTS_V2", "resnet18", "3")
     assert float(pair["balanced_accuracy_diff"]) == pytest.approx(np.mean(diffs))
-    ref = stats.bootstrap((np.array(diffs),), np.mean, n_resamples=repeats.N_RESAMPLES, method="percentile",
-                          rng=np.random.default_rng(repeats.BOOTSTRAP_SEED)).confidence_interval
+    ref = stats.bootstrap((np.array(diffs),), np.mean, n_resamples=S.N_RESAMPLES, method="percentile",
+                          rng=np.random.default_rng(S.BOOTSTRAP_SEED)).confidence_interval
     assert float(pair["balanced_accuracy_ci_low"]) == pytest.approx(ref.low)
     assert float(pair["balanced_accuracy_ci_high"]) == pytest.approx(ref.high)
     assert min(diffs) <= ref.low < np.mean(diffs) < ref.high <= max(diffs)
@@ -191,10 +192,10 @@ def test_pareto_front_keeps_only_undominated_points(compare):
 
 
 def test_repeats_spread_and_pairs():
-    assert repeats.spread([0.5, None, float("nan")]) == {"n": 1, "mean": 0.5, "sd": None}
-    assert repeats.mean_sd_text(repeats.spread([0.5, 0.7])) == "0.600 ± 0.141"
+    assert S.spread([0.5, None, float("nan")]) == {"n": 1, "mean": 0.5, "sd": None}
+    assert repeats.mean_sd_text(S.spread([0.5, 0.7])) == "0.600 ± 0.141"
     d = repeats.paired_difference({0: 0.5, 1: 0.6}, {1: 0.5, 2: 0.4})
     assert d["n"] == 1 and d["mean"] == pytest.approx(0.1) and d["ci"] is None and d["splits"] == [1]
     assert repeats.difference_text(d) == "+0.100"
     assert repeats.paired_difference({0: 0.5}, {1: 0.5})["mean"] is None
-    assert repeats.bootstrap_mean_ci([0.2, 0.2, 0.2]) == [0.2, 0.2]  # no spread: a point, no scipy warning
+    assert S.bootstrap_mean_ci([0.2, 0.2, 0.2]) == [0.2, 0.2]  # no spread: a point, no scipy warning

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from common import stats
 from common.labeled import curve, repeats
 
 
@@ -39,7 +40,7 @@ def test_summary_gain_markdown_csv_and_figure(tmp_path):
     gain = summary["gain"][0.1]
     diffs = np.subtract(acc[("pretrained", 0.1)], acc[("scratch", 0.1)])
     assert gain["n"] == 3 and gain["mean"] == pytest.approx(diffs.mean())
-    assert gain["ci"] == pytest.approx(repeats.bootstrap_mean_ci(diffs))
+    assert gain["ci"] == pytest.approx(stats.bootstrap_mean_ci(diffs))
     assert summary["n_labeled"] == {0.1: 40, 1.0: 400}
 
     md = (tmp_path / "curve.md").read_text()

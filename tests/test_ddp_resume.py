@@ -49,9 +49,9 @@ def _write_ckpt(run_dir, epoch, seed):
     """A ckpt.pt as train_isic writes it after `epoch` epochs, with weights of their own (seeded)."""
     from common.arch.genotypes import CNAS_ISIC_s4
     from common.device import runtime
-    from common.labeled.epochs import CKPT, make_optimisation
+    from common.labeled.checkpoints import CKPT, rng_state, save_checkpoint
+    from common.labeled.epochs import make_optimisation
     from common.labeled.model import build_model
-    from common.labeled.training import rng_state, save_checkpoint
 
     torch.manual_seed(seed)
     model = build_model(CNAS_ISIC_s4, 3, NET)
@@ -71,9 +71,10 @@ def _worker(out_dir):
     from common.arch.genotypes import CNAS_ISIC_s4
     from common.config import ConfigError
     from common.device import runtime
+    from common.labeled.checkpoints import resume
     from common.labeled.distributed import DistContext, init_distributed
-    from common.labeled.epochs import make_optimisation, resume
-    from common.labeled.model import build_model, check_memory
+    from common.labeled.epochs import make_optimisation
+    from common.labeled.model import build_model, check_training_memory
 
     torch.set_num_threads(1)
     ctx = init_distributed("cpu")
@@ -100,7 +101,7 @@ def _worker(out_dir):
     common.memory.available_bytes = lambda device, cached=True: room
     cfg = {"IMAGE_SIZE": 32, "BATCH_SIZE": 8, "AUXILIARY_WEIGHT": 0.4, "ARCH": None}
     try:
-        check_memory(cfg, build_model(CNAS_ISIC_s4, 3, NET), 3, rt, ctx)
+        check_training_memory(cfg, build_model(CNAS_ISIC_s4, 3, NET), 3, rt, ctx)
         res["memory"] = "passed"
     except SystemExit as exc:
         res["memory"] = f"SystemExit {exc.code}"

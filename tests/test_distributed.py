@@ -1,6 +1,5 @@
 """Data-parallel helpers: samplers and the no-op context in process; collectives and DDP on 2 gloo ranks."""
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -18,13 +17,12 @@ from common.labeled.distributed import (
     ShardSampler,
     gather_predictions,
     init_distributed,
-    main_first,
     per_rank_batch,
     rank_seed,
     sync_buffers,
     train_sampler,
     unused_parameters,
-    unwrap,
+    unwrap_ddp,
     wrap_ddp,
 )
 
@@ -115,12 +113,11 @@ def test_no_torchrun_is_a_single_process_no_op(monkeypatch):
     monkeypatch.setenv("RANK", "0")
     assert not init_distributed("cpu").distributed and not dist.is_initialized()
     model = nn.Linear(2, 2)
-    assert wrap_ddp(model, ctx) is model and unwrap(model) is model
+    assert wrap_ddp(model, ctx) is model and unwrap_ddp(model) is model
     logits, labels, index = torch.randn(3, 2), torch.tensor([1, 0, 1]), torch.tensor([2, 0, 1])
     assert all(a is b for a, b in zip(gather_predictions(logits, labels, index, ctx), (logits, labels, index)))
     assert ctx.broadcast({"a": 1}) == {"a": 1} and ctx.mean(2) == 2.0
-    with main_first(ctx):
-        ctx.barrier()
+    ctx.barrier()
     sync_buffers(model, ctx)
     ctx.cleanup()
     assert train_sampler(range(4), 0, ctx) is None and str(ctx) == "single process"
@@ -185,10 +182,9 @@ def test_gather_returns_every_row_once_in_index_order(ranks):
     assert index.tolist() == list(range(N_EVAL)) and logits[0, 0] == 0.0
 
 
-def test_broadcast_mean_and_main_first(ranks):
+def test_broadcast_and_mean(ranks):
     assert [r["broadcast"] for r in ranks] == [{"run_dir": "runs/eval/from-rank-0"}] * 2
     assert [r["mean"] for r in ranks] == [1.5, 1.5]
-    assert [r["saw_main_file"] for r in ranks] == [True, True]
 
 
 def test_ddp_step_gives_identical_models_on_both_ranks(ranks):
@@ -228,19 +224,13 @@ def _worker(out_dir):
 
     res["broadcast"] = ctx.broadcast({"run_dir": f"runs/eval/from-rank-{ctx.rank}"})
     res["mean"] = ctx.mean(ctx.rank + 1)
-    marker = Path(out_dir) / "written-by-rank-0"
-    with main_first(ctx):
-        if ctx.is_main:
-            time.sleep(0.3)  # a slow writer: the other rank must still find the file
-            marker.write_text("x")
-        res["saw_main_file"] = marker.exists()
 
     # DDP: different init per rank (DDP must broadcast rank 0's), aux head and drop path on, 2 steps
     model = tiny_net(seed=10 + ctx.rank, drop_path_prob=0.2).to(memory_format=torch.channels_last)
     unused = unused_parameters(model, torch.randn(2, 3, 32, 32))
     res["unused"] = unused
     ddp = wrap_ddp(model, ctx, find_unused_parameters=bool(unused))
-    res["init"] = {k: v.clone() for k, v in unwrap(ddp).state_dict().items()}
+    res["init"] = {k: v.clone() for k, v in unwrap_ddp(ddp).state_dict().items()}
     opt = torch.optim.SGD(ddp.parameters(), lr=0.05, momentum=0.9)
     criterion = nn.CrossEntropyLoss(label_smoothing=0.1)
     torch.manual_seed(rank_seed(100, ctx))  # each rank its own images and drop-path masks
@@ -256,11 +246,11 @@ def _worker(out_dir):
         opt.step()
         res["losses"].append(loss.item())
     sync_buffers(ddp, ctx)
-    res["state"] = {k: v.clone().contiguous() for k, v in unwrap(ddp).state_dict().items()}
+    res["state"] = {k: v.clone().contiguous() for k, v in unwrap_ddp(ddp).state_dict().items()}
     # every rank now evaluates the same model: the same image gives the same logits on both
-    unwrap(ddp).eval()
+    unwrap_ddp(ddp).eval()
     with torch.no_grad():
-        out = unwrap(ddp)(torch.ones(1, 3, 32, 32))[0]
+        out = unwrap_ddp(ddp)(torch.ones(1, 3, 32, 32))[0]
     everyone = [torch.zeros_like(out) for _ in range(ctx.world_size)]
     dist.all_gather(everyone, out)
     res["eval_equal"] = all(torch.equal(everyone[0], o) for o in everyone)

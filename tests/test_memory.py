@@ -5,6 +5,7 @@ import torch.nn as nn
 
 import common.memory as M
 from common.config import ConfigError
+from common.labeled import step_memory
 
 IN, HIDDEN, OUT = 256, 512, 10  # toy MLP widths
 
@@ -42,7 +43,7 @@ def test_probe_extrapolates_the_toy_model_to_the_full_batch():
 
 def test_a_small_batch_is_measured_directly():
     step, calls, _ = _toy_step()
-    need = M.probe_step_bytes(step, batch_size=6, probe_batch=4, device="cpu")
+    need = M.probe_step(step, "cpu", probe_batch=4, batch_size=6).bytes_at(6)
     assert calls == [4, 6]
     assert need == pytest.approx(M.BACKWARD_OVERHEAD * M._saved_for_backward(step, 6), rel=0.01)
 
@@ -135,15 +136,15 @@ def test_cuda_available_counts_cached_blocks_only_for_this_process(monkeypatch):
     assert M.available_bytes("cuda:0", cached=False) == 11 * gb
 
 
-def test_check_step_memory_probes_prints_and_stops(capsys):
+def test_check_step_prints_and_stops(capsys):
     step, calls, model = _toy_step()
     lines = []
-    mem = M.check_step_memory(step, "cpu", 6, params=model.parameters(),
-                              check=M.FitCheck(available=10**12, log=lines.append))
+    mem = M.probe_step(step, "cpu", batch_size=6, params=model.parameters())
+    M.check_step(mem, "cpu", 6, M.FitCheck(available=10**12, log=lines.append))
     assert calls == [4, 6] and mem.bytes_at(6) > 0 and lines[0].startswith("step memory: about")
     with pytest.raises(ConfigError, match=r"^BATCH_SIZE=64: .*(try --BATCH_SIZE=\d+|would not fit: lower IMAGE_SIZE)"):
-        M.check_step_memory(step, "cpu", 64,
-                            check=M.FitCheck(available=100_000, network_hint="lower IMAGE_SIZE", log=lines.append))
+        M.check_step(M.probe_step(step, "cpu", batch_size=64), "cpu", 64,
+                     M.FitCheck(available=100_000, network_hint="lower IMAGE_SIZE", log=lines.append))
     with pytest.raises(ConfigError, match=r"^BATCH_SIZE=64: "):
         M.check_step(mem, "cpu", 64, M.FitCheck(sharing=2, available=1_000, log=lines.append))
     assert lines[-1].endswith("(2 trials at a time)")
@@ -153,9 +154,9 @@ def test_check_classifier_memory_names_the_networks_levers_when_no_batch_fits():
     """A labeled step on a 'device' of 1 kB: the line names BATCH_SIZE and, by default, IMAGE_SIZE / INIT_CHANNELS;
     the global RNG stream is as it was."""
     lines, rng = [], torch.get_rng_state()
-    spec = M.LabeledStep(image_size=8, n_classes=3)
+    spec = step_memory.LabeledStep(image_size=8, n_classes=3)
     build = lambda: nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 3))  # noqa: E731
     with pytest.raises(ConfigError, match=r"^BATCH_SIZE=16: .*would not fit: lower IMAGE_SIZE or INIT_CHANNELS$"):
-        M.check_classifier_memory(build, spec, batch_size=16, device="cpu",
-                                  check=M.FitCheck(available=1_000, log=lines.append))
+        step_memory.check_classifier_memory(build, spec, batch_size=16, device="cpu",
+                                            check=M.FitCheck(available=1_000, log=lines.append))
     assert lines[0].startswith("step memory: about") and torch.equal(rng, torch.get_rng_state())

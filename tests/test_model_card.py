@@ -11,10 +11,9 @@ import torchvision
 from common.arch.baselines import WithAux, build_baseline
 from common.arch.genotypes import DARTS_V2
 from common.arch.networks import EvalNetwork
+from common.arch.size import count_macs, count_params
 from common.labeled.model_card import (
     OnnxMismatch,
-    count_macs,
-    count_params,
     cpu_latency,
     cuda_throughput,
     export_onnx,

@@ -409,14 +409,14 @@ def test_a_folder_that_is_no_search_run_is_refused(tmp_path):
 def test_nce_init_is_the_same_loss_without_learning(tiny):
     """nce_init: the search's loss with the weights left at initialisation, the same as training with LR 0."""
     from common.search.candidate import CandidateTrainer, TrainerSettings
-    from common.search.trial import nce_score, worker_setup
+    from common.search.trial import nce_score, trial_context
 
     settings = json.loads((tiny["run"] / "search_settings.json").read_text())
     settings.pop("NCE_LONG")
     for name in ("COLOR_JITTER", "PATCH_SCALE", "MEAN", "STD", "BUDGET_NETWORK"):
         settings[name] = tuple(settings[name])
     images = np.random.default_rng(0).integers(0, 255, (24, 16, 16, 3), dtype=np.uint8)
-    ctx = worker_setup({"images": images, "cfg": {**settings, "EPOCHS": 2}}, "cpu", 1)
+    ctx = trial_context({"images": images, "cfg": {**settings, "EPOCHS": 2}}, "cpu", 1)
     frozen = nce_score(G.DARTS_V2, ctx, progress=False, learn=False)
     still = nce_score(G.DARTS_V2, dataclasses.replace(ctx, cfg={**ctx.cfg, "LR": 0.0}), progress=False)
     trained = nce_score(G.DARTS_V2, ctx, progress=False)

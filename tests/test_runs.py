@@ -1,10 +1,12 @@
 """Run folders: atomic files, JSON lines that survive a torn write, and safe create / resume / refuse."""
 import json
+import re
 
 import pytest
 
 from common.config import ConfigError
 from common.runs import (
+    RecordError,
     append_jsonl,
     atomic_write_bytes,
     atomic_write_json,
@@ -54,11 +56,26 @@ def test_jsonl_round_trip_and_torn_last_line(tmp_path):
     good = path.read_bytes()
 
     with open(path, "ab") as f:
-        f.write(b'{"trial": 3, "lo')  # killed mid-write
+        f.write(b'{"trial": 3, "lo')  # killed mid-write (or a live writer's line, half written)
     assert read_jsonl(path) == [{"trial": 1, "loss": 1.5}, {"trial": 2, "loss": None}]
-    assert path.read_bytes() == good  # the torn line is truncated away ...
+    assert path.read_bytes() == good + b'{"trial": 3, "lo'  # a reader never rewrites the file
+    assert read_jsonl(path, repair=True) == [{"trial": 1, "loss": 1.5}, {"trial": 2, "loss": None}]
+    assert path.read_bytes() == good  # the writer resuming truncates the torn line away ...
     append_jsonl(path, {"trial": 3, "loss": 0.5})  # ... so the next append starts on a clean line
     assert [r["trial"] for r in read_jsonl(path)] == [1, 2, 3]
+
+
+@pytest.mark.parametrize("bad", [b"\0" * 40, b'{"trial": 2, "lo{"trial": 3, "loss": 0.5}', b"[1, 2]", b"\xff\xfe"])
+def test_a_corrupt_complete_line_is_one_error_naming_the_file_and_line(tmp_path, bad):
+    """NULs a crash left, two half records glued together, a non-object, undecodable bytes: one line, no traceback."""
+    path = tmp_path / "trials.jsonl"
+    append_jsonl(path, {"trial": 1, "loss": 1.5})
+    with open(path, "ab") as f:
+        f.write(bad + b"\n")
+    append_jsonl(path, {"trial": 4, "loss": 0.1})
+    with pytest.raises(RecordError, match=rf"^{re.escape(str(path))} line 2 is not a record \(.*\): delete or repair"):
+        read_jsonl(path, repair=True)
+    assert issubclass(RecordError, ConfigError)  # scripts print it as one `error:` line
 
 
 CFG = {"EPOCHS": 1, "N_TRIALS": 4, "MEAN": (0.5, 0.5), "OUT_DIR": "x", "DEVICE": "cpu"}

@@ -12,14 +12,14 @@ import torchvision
 import compare
 import predict
 import train_isic
-from common.arch.baselines import BASELINES, cam_layer, head_name, unwrap
+from common.arch.baselines import BASELINES, cam_layer, head_name, unwrap_aux
 from common.arch.genotypes import from_dict
+from common.arch.size import count_macs, count_params
 from common.config import ConfigError
 from common.device import runtime
 from common.labeled import results
 from common.labeled.cam import GradCAM
 from common.labeled.model import build_model
-from common.labeled.model_card import count_macs, count_params
 from common.labeled.training import TrainStep, train_one_epoch
 from conftest import ISIC_CLASSES as CLASSES
 from conftest import write_isic
@@ -161,7 +161,7 @@ def test_each_baseline_builds_trains_a_step_and_explains(name):
     loss = train_one_epoch(model, [(x, y, torch.arange(4))], step, rt)
     assert np.isfinite(loss)
     changed = [k for k, v in model.state_dict().items() if v.is_floating_point() and not torch.equal(v, before[k])]
-    assert any(k.startswith(head_name(unwrap(model)) + ".") for k in changed)  # the fresh head learned
+    assert any(k.startswith(head_name(unwrap_aux(model)) + ".") for k in changed)  # the fresh head learned
     cam, logits = GradCAM(model, cam_layer(model))(x[:1], None)
     assert cam.shape == (32, 32) and logits.shape == (len(CLASSES),) and np.isfinite(cam).all()
     torchvision_model(name).load_state_dict(model.state_dict())  # checkpoints hold plain torchvision keys

@@ -2,7 +2,6 @@
 import csv
 import hashlib
 import json
-import os
 import subprocess
 import sys
 
@@ -15,8 +14,9 @@ import predict
 import train_isic
 from common.arch.genotypes import CNAS_ISIC_s4, CNAS_ISIC_s5
 from common.config import ConfigError
+from common.device import usable_cores
 from common.labeled.metrics import balanced_accuracy_from_csv
-from common.labeled.model import build_model, check_memory
+from common.labeled.model import build_model, check_training_memory
 from conftest import ISIC_CLASSES as CLASSES
 from conftest import ROOT, killed_after_epoch, write_isic
 
@@ -218,8 +218,7 @@ def test_dermamnist_npz_is_scored_on_its_own_test_split(script, tmp_path):
 
 
 def test_num_workers_default_fits_the_machine(script):
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    assert script.NUM_WORKERS == min(4, cores)
+    assert script.NUM_WORKERS == min(4, usable_cores())
 
 
 def test_unknown_genotype_from_the_command_line(tmp_path):
@@ -292,7 +291,7 @@ def test_gpu_settings_sampler_and_a_broken_file(script, tmp_path, capsys):
 def test_rng_states_survive_a_weights_only_checkpoint(tmp_path):
     import random
 
-    from common.labeled.training import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+    from common.labeled.checkpoints import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 
     save_checkpoint(tmp_path / "c.pt", {"rng": rng_state()})
     expected = (torch.rand(3), np.random.rand(3), random.random())
@@ -308,13 +307,14 @@ def test_a_batch_that_cannot_fit_stops_before_the_first_epoch(script, isic, tmp_
     """As the paper preset (C=58, 24 cells, 224 px, batch 160) on a CPU: one line naming BATCH_SIZE, no run folder,
     instead of the kernel's OOM killer mid-epoch (faked here: a tiny network on a 'device' of a few MB)."""
     import common.memory
+    from common.labeled import step_memory
 
     out = tmp_path / "run"
     args = [f"--DATA_DIR={isic}", f"--OUT_DIR={out}", *TINY, "--BATCH_SIZE=160", "--EPOCHS=1"]
     rng = torch.get_rng_state()
-    mem = common.memory.probe_classifier(
+    mem = step_memory.probe_classifier(
         lambda: build_model(CNAS_ISIC_s4, 4, {"ARCH": None, "INIT_CHANNELS": 8, "LAYERS": 3, "AUXILIARY_WEIGHT": 0.4}),
-        common.memory.LabeledStep(image_size=32, n_classes=4), batch_size=160, device="cpu")
+        step_memory.LabeledStep(image_size=32, n_classes=4), batch_size=160, device="cpu")
     assert torch.equal(rng, torch.get_rng_state())  # the probe leaves the seeded streams alone
     room = int(mem.bytes_at(40) / common.memory.HEADROOM)  # batch 32 fits, 64 does not
     monkeypatch.setattr(common.memory, "available_bytes", lambda device: room)
@@ -328,11 +328,11 @@ def test_a_batch_that_cannot_fit_stops_before_the_first_epoch(script, isic, tmp_
 
 
 def test_the_step_memory_is_printed_before_training(capsys):
-    """What check_memory prints (and returns) when the step fits."""
+    """What check_training_memory prints (and returns) when the step fits."""
     from common.device import runtime
     from common.labeled.distributed import DistContext
 
-    need = check_memory({"IMAGE_SIZE": 32, "BATCH_SIZE": 8, "AUXILIARY_WEIGHT": 0.4, "ARCH": None},
+    need = check_training_memory({"IMAGE_SIZE": 32, "BATCH_SIZE": 8, "AUXILIARY_WEIGHT": 0.4, "ARCH": None},
                         build_model(CNAS_ISIC_s4, 4, {"ARCH": None, "INIT_CHANNELS": 8, "LAYERS": 3,
                                                       "AUXILIARY_WEIGHT": 0.4}),
                         4, runtime("cpu", "off", "off"), DistContext())

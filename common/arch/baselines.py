@@ -150,7 +150,7 @@ def _add_net_prefix(module, state_dict, prefix, local_metadata, strict, missing_
         state_dict[inner + k[len(prefix):]] = state_dict.pop(k)
 
 
-def unwrap(model):
+def unwrap_aux(model):
     """The model inside WithAux (or the model itself)."""
     return model.net if isinstance(model, WithAux) else model
 
@@ -162,7 +162,7 @@ def cam_layer(model):
     forward applies a ReLU in place to it, so the map Grad-CAM sees is the rectified one); a DARTS EvalNetwork:
     its last cell. WithAux is looked through.
     """
-    model = unwrap(model)
+    model = unwrap_aux(model)
     if hasattr(model, "last_cell"):
         return model.last_cell()
     for name in ("layer4", "features"):

@@ -12,7 +12,7 @@ import torch
 
 from common.arch.networks import Cell, EvalNetwork
 from common.arch.operations import OPS
-from common.labeled.model_card import count_macs, count_params
+from common.arch.size import count_macs, count_params
 
 
 @functools.cache

@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm import tqdm
 
+from common.device import usable_cores
 from common.runs import REPO_ROOT, atomic_write_bytes, atomic_write_text
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
@@ -204,19 +205,12 @@ def _save_cache(cache_file, size, names, sizes, mtimes, images, kept, skipped):
     atomic_write_bytes(cache_file, buf.getvalue())
 
 
-def _default_workers():
-    try:
-        return len(os.sched_getaffinity(0))  # respects taskset / container CPU limits
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
 def parallel_map(fn, jobs, workers=None, desc=None, ordered=True):
     """Yield fn(job) for each job, in a process pool when workers > 1 (None = all cores), with a bar when desc.
 
     The pool is torn down however the caller stops (a kill, an exception, breaking out of the loop).
     """
-    workers = max(1, min(_default_workers() if workers is None else workers, len(jobs)))
+    workers = max(1, min(usable_cores() if workers is None else workers, len(jobs)))
     bar = tqdm(total=len(jobs), desc=desc, unit="img") if desc and jobs else None
     pool = multiprocessing.Pool(workers) if workers > 1 else None
     try:

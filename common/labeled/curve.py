@@ -6,7 +6,8 @@ import io
 import math
 from dataclasses import dataclass
 
-from common import figures
+from common import figures, stats
+from common.device import cpu_name, usable_cores
 from common.labeled import repeats
 from common.runs import atomic_write_bytes, atomic_write_text
 
@@ -42,19 +43,8 @@ def epochs_for(n_labeled, batch_size, epochs, min_steps):
 
 
 def machine():
-    """'<CPU model>, <n> cores' (Linux), else the platform's processor name: for the notes of curve.md."""
-    import os
-    import platform
-
-    name = platform.processor() or platform.machine()
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{name}, {os.cpu_count()} cores"
+    """'<CPU model>, <n> cores': for the notes of curve.md."""
+    return f"{cpu_name()}, {usable_cores()} cores"
 
 
 def row(cell, metrics=None, **extra):
@@ -75,12 +65,12 @@ def summarise(rows, metric="balanced_accuracy"):
     scratch over the seeds both finished}, 'n_labeled': {fraction: labeled images (mean over seeds)}}."""
     ok = [r for r in rows if r["status"] == "ok"]
     fractions = sorted({r["fraction"] for r in rows})
-    arms = {a: {f: repeats.spread(r[metric] for r in ok if r["arm"] == a and r["fraction"] == f) for f in fractions}
+    arms = {a: {f: stats.spread(r[metric] for r in ok if r["arm"] == a and r["fraction"] == f) for f in fractions}
             for a in ARMS}
     by_seed = {(a, f): {r["seed"]: r[metric] for r in ok if r["arm"] == a and r["fraction"] == f
                         if r[metric] is not None} for a in ARMS for f in fractions}
     gain = {f: repeats.paired_difference(by_seed[("pretrained", f)], by_seed[("scratch", f)]) for f in fractions}
-    labeled = {f: repeats.spread(r["n_labeled"] for r in ok if r["fraction"] == f)["mean"] for f in fractions}
+    labeled = {f: stats.spread(r["n_labeled"] for r in ok if r["fraction"] == f)["mean"] for f in fractions}
     return {"fractions": fractions, "arms": arms, "gain": gain, "n_labeled": labeled}
 
 

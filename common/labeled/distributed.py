@@ -2,7 +2,6 @@
 import copy
 import math
 import os
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -111,16 +110,6 @@ def init_distributed(device_setting="auto", timeout_s=None):
             kwargs["device_id"] = device  # binds the group to this GPU: barriers need no guess
         dist.init_process_group(backend, rank=rank, world_size=world, **kwargs)
     return DistContext(rank, local_rank, world, device)
-
-
-@contextmanager
-def main_first(ctx):
-    """Rank 0 runs the block first (it may write: demo images, resized copies), then the other ranks."""
-    if not ctx.is_main:
-        ctx.barrier()
-    yield
-    if ctx.is_main:
-        ctx.barrier()
 
 
 def rank_seed(seed, ctx):
@@ -280,7 +269,7 @@ def wrap_ddp(model, ctx, find_unused_parameters=False):
                                    find_unused_parameters=find_unused_parameters)
 
 
-def unwrap(model):
+def unwrap_ddp(model):
     """The module inside DDP (its attributes such as drop_path_prob, last_cell(), and state_dict keys without the
     'module.' prefix: checkpoints load into a bare model)."""
     return model.module if isinstance(model, DistributedDataParallel) else model
@@ -292,5 +281,5 @@ def sync_buffers(model, ctx):
     that all ranks evaluate the model rank 0 saves."""
     if not ctx.distributed:
         return
-    for buf in unwrap(model).buffers():
+    for buf in unwrap_ddp(model).buffers():
         dist.broadcast(buf.data, src=0)

@@ -1,6 +1,5 @@
-"""The epoch loop: loss and optimizer, one epoch (train, then validate), resume from ckpt.pt, and each epoch's
-history line and checkpoints (best.pt when validation balanced accuracy improved, ckpt.pt always)."""
-import json
+"""The epoch loop: loss and optimizer, one epoch (train, then validate) and its one-line summary; resuming and each
+epoch's checkpoints are common/labeled/checkpoints.py."""
 import time
 from dataclasses import dataclass
 
@@ -8,28 +7,11 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from common import runs
 from common.data.datasets import class_weights
 from common.labeled.data import BALANCE_POWERS
-from common.labeled.distributed import gather_predictions, rank_seed, sync_buffers, unwrap
+from common.labeled.distributed import gather_predictions, rank_seed, sync_buffers, unwrap_ddp
 from common.labeled.metrics import classification_metrics
-from common.labeled.torchrun import on_main, say_if
-from common.labeled.training import (
-    TrainStep,
-    finite_or_raise,
-    load_checkpoint,
-    predict,
-    rng_state,
-    save_checkpoint,
-    seed_everything,
-    set_rng_state,
-    state_dict_nchw,
-    train_one_epoch,
-)
-
-CKPT, BEST, HISTORY = "ckpt.pt", "best.pt", "history.jsonl"
-RESUME_STATE = ("epoch", "best", "best_epoch", "history")  # what ckpt.pt holds besides model and optimizer
-
+from common.labeled.training import TrainStep, finite_or_raise, predict, seed_everything, train_one_epoch
 
 # ----------------------------------------------------------------------------- loss, optimizer
 
@@ -129,8 +111,8 @@ def run_epoch(epoch, model, loaders, optim, plan, rt, ctx):
     if loaders.sampler is not None:
         loaders.sampler.set_epoch(epoch)
     drop = plan.drop_path_prob * (epoch - 1) / plan.epochs  # DARTS's linear ramp
-    if hasattr(unwrap(model), "drop_path_prob"):  # a DARTS network; torchvision models have no drop path
-        unwrap(model).drop_path_prob = drop
+    if hasattr(unwrap_ddp(model), "drop_path_prob"):  # a DARTS network; torchvision models have no drop path
+        unwrap_ddp(model).drop_path_prob = drop
     lr = optim.optimizer.param_groups[0]["lr"]
     step = TrainStep(criterion=optim.criterion, optimizer=optim.optimizer, scaler=optim.scaler,
                      aux_weight=plan.aux_weight, grad_clip=plan.grad_clip)
@@ -140,7 +122,7 @@ def run_epoch(epoch, model, loaders, optim, plan, rt, ctx):
     finite_or_raise(train_loss, f"the training loss of epoch {epoch}", f"try a lower LR (now {plan.lr}) or AMP=off")
     optim.scheduler.step()
     sync_buffers(model, ctx)  # every rank validates the model rank 0 saves (its BatchNorm statistics)
-    val = evaluate(unwrap(model), loaders.val, optim.criterion, loaders.classes, rt, ctx)  # bare: no DDP collectives
+    val = evaluate(unwrap_ddp(model), loaders.val, optim.criterion, loaders.classes, rt, ctx)  # bare: no DDP collectives
     m = val.metrics
     return {"epoch": epoch, "lr": lr, "drop_path_prob": drop, "train_loss": train_loss,
             "val_loss": val.loss, "val_accuracy": m["accuracy"], "val_balanced_accuracy": m["balanced_accuracy"],
@@ -153,57 +135,3 @@ def epoch_line(row, epochs, best_epoch):
     bacc = row["val_balanced_accuracy"] or 0.0
     return (f"epoch {row['epoch']}/{epochs} | train {row['train_loss']:.3f} | val {row['val_loss']:.3f} | "
             f"bal-acc {bacc:.3f} | auc {auc} | {row['seconds']:.0f} s" + (" *" if best_epoch == row["epoch"] else ""))
-
-
-# ----------------------------------------------------------------------------- resume, checkpoints
-
-
-def model_record(model, classes, architecture, cfg):
-    """What rebuilds and uses the model without this run folder (all plain data: weights_only=True loads it)."""
-    return {"model": state_dict_nchw(model), "classes": list(classes), "genotype": architecture.genotype_dict(),
-            "genotype_source": architecture.source, "arch": cfg["ARCH"], "config": dict(cfg)}
-
-
-def read_resume_checkpoint(run_dir):
-    """ckpt.pt of an interrupted run (the state of its last finished epoch), or None for a fresh start."""
-    if not (run_dir / CKPT).exists():
-        return None
-    return load_checkpoint(run_dir / CKPT, need=("model", "optimizer", "scheduler", "rng", *RESUME_STATE))
-
-
-def resume(run_dir, model, optim, ctx):
-    """State of the last finished epoch from ckpt.pt (or a fresh start), with history.jsonl made to match it.
-
-    Rank 0 decides: it alone reads ckpt.pt and every rank loads what rank 0 read (sent over the process group), so
-    ranks that would see other files (no shared filesystem, a half-synced copy) still resume alike, from the same
-    epoch, and none waits for the others at a collective they never reach. A checkpoint rank 0 cannot read stops
-    every rank."""
-    state = {"epoch": 0, "best": -1.0, "best_epoch": 0, "history": []}
-    ckpt = on_main(ctx, read_resume_checkpoint, run_dir)
-    if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        optim.load_state_dict(ckpt)
-        set_rng_state(ckpt["rng"])
-        state = {k: ckpt[k] for k in state}
-        say_if(ctx)(f"resumed from {run_dir / CKPT} after epoch {state['epoch']} (best balanced accuracy "
-                    f"{state['best']:.3f})")
-    if ctx.is_main:  # a kill between appending an epoch's line and writing its checkpoint leaves one line too many
-        runs.atomic_write_text(run_dir / HISTORY, "".join(json.dumps(h) + "\n" for h in state["history"]))
-    return state
-
-
-def save_epoch(run_dir, row, state, record, optim):
-    """history.jsonl line, best.pt when balanced accuracy improved, then ckpt.pt (atomic) for resuming. record None
-    (a torchrun rank other than 0): the state is updated alike, rank 0 writes the files."""
-    state["history"].append(row)
-    state["epoch"] = row["epoch"]
-    score = row["val_balanced_accuracy"] if row["val_balanced_accuracy"] is not None else 0.0
-    improved = score > state["best"]
-    if improved:
-        state["best"], state["best_epoch"] = score, row["epoch"]
-    if record is None:
-        return
-    runs.append_jsonl(run_dir / HISTORY, row)
-    if improved:
-        save_checkpoint(run_dir / BEST, {**record, "epoch": row["epoch"], "balanced_accuracy": score})
-    save_checkpoint(run_dir / CKPT, {**record, **optim.state_dict(), "rng": rng_state(), **state})

@@ -6,7 +6,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from common.config import ConfigError, check_number
+from common.config import ConfigError, check_number, check_paths
 from common.data.datasets import class_counts
 from common.data.images import skipped_summary
 from common.data.label_subset import label_subset
@@ -20,11 +20,8 @@ def check_config(cfg):
     check_number(cfg, "LABEL_FRACTION", 0, 1, lo_open=True)
     check_number(cfg, "PRETRAIN_EPOCHS", 0, integer=True)
     check_number(cfg, "PRETRAIN_LR", 0, lo_open=True)
-    if isinstance(cfg["UNLABELED_DIR"], int) and not isinstance(cfg["UNLABELED_DIR"], bool):
-        cfg["UNLABELED_DIR"] = str(cfg["UNLABELED_DIR"])
+    check_paths(cfg, "UNLABELED_DIR")
     if cfg["UNLABELED_DIR"] is not None:
-        if not isinstance(cfg["UNLABELED_DIR"], str):
-            raise ConfigError(f"--UNLABELED_DIR={cfg['UNLABELED_DIR']!r}: expected a folder of images")
         if not cfg["PRETRAIN_EPOCHS"]:
             raise ConfigError(f"--UNLABELED_DIR={cfg['UNLABELED_DIR']}: only pre-training reads it; set PRETRAIN_EPOCHS "
                               "(e.g. --PRETRAIN_EPOCHS=20), or leave UNLABELED_DIR unset")
@@ -83,7 +80,7 @@ def settings(cfg):
                               mean=tuple(cfg["MEAN"]), std=tuple(cfg["STD"]), lr=cfg["PRETRAIN_LR"], seed=cfg["SEED"])
 
 
-def check_memory(cfg, model, rt, say=print):
+def check_pretrain_memory(cfg, model, rt, say=print):
     """Probe one pre-training step (three views per image, each in its own pass) before any run folder; stops with
     one line naming BATCH_SIZE when it cannot fit."""
     if not cfg["PRETRAIN_EPOCHS"]:

@@ -12,12 +12,13 @@ from common import runs
 from common.arch.baselines import WithAux, build_baseline
 from common.arch.genotypes import Genotype, from_dict, resolve, to_dict
 from common.arch.networks import EvalNetwork
+from common.arch.size import count_params
 from common.config import ConfigError
-from common.labeled import model_card
 from common.labeled.distributed import per_rank_batch
 from common.labeled.pretrain import is_pretrained_file
+from common.labeled.step_memory import LabeledStep, probe_classifier
 from common.labeled.torchrun import say_if
-from common.memory import FitCheck, LabeledStep, StepMemory, check_step, probe_classifier
+from common.memory import FitCheck, StepMemory, check_step
 
 GENOTYPE_FILE = "genotype.json"
 DEFAULT_GENOTYPE = "CNAS_ISIC_s5"  # without GENOTYPE and without any search run
@@ -89,7 +90,7 @@ def probe_images():
     return torch.rand(2, 3, PROBE_SIZE, PROBE_SIZE, generator=torch.Generator().manual_seed(0))
 
 
-def check_memory(cfg, model, n_classes, rt, ctx):
+def check_training_memory(cfg, model, n_classes, rt, ctx):
     """Probe one labeled training step (a throwaway copy of `model`, random images) on this process's device before
     the first epoch, and stop with one line naming BATCH_SIZE (or IMAGE_SIZE / INIT_CHANNELS when even the smallest
     batch cannot fit) instead of being killed mid-epoch. Under torchrun every rank checks its own device, the ranks on
@@ -119,7 +120,7 @@ def check_memory(cfg, model, n_classes, rt, ctx):
 
 
 def describe_model(model, cfg):
-    n = f"{model_card.count_params(model) / 1e6:.2f}M parameters"
+    n = f"{count_params(model) / 1e6:.2f}M parameters"
     if cfg["ARCH"] is not None:
         start = f"backbone from {cfg['PRETRAINED_WEIGHTS']}" if cfg["PRETRAINED_WEIGHTS"] else "from scratch"
         return f"model: {cfg['ARCH']} (torchvision, {start}), {n}, {cfg['IMAGE_SIZE']} px"

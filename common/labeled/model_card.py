@@ -9,6 +9,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from common.arch.size import count_macs, count_params
 from common.runs import atomic_write_bytes
 
 ONNX_OPSET = 17  # ONNX opset of the export; onnxruntime >= 1.14 runs it, torch's TorchScript exporter writes it
@@ -50,38 +51,6 @@ def _cpu_copy(model, channels_last):
     """A float32 copy on the CPU in eval mode: measuring never moves, retypes or re-modes the caller's model."""
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     return copy.deepcopy(model).to("cpu", torch.float32).to(memory_format=fmt).eval()
-
-
-def count_params(model, include_aux=False):
-    """Parameters used at inference: all of them, less an auxiliary head (a module named aux_head) unless
-    include_aux. DARTS and the NAS papers after it report sizes without the auxiliary head, which only trains."""
-    aux = set()
-    if not include_aux:
-        for name, module in model.named_modules():
-            if name.rsplit(".", 1)[-1] == "aux_head":
-                aux.update(id(p) for p in module.parameters())
-    return int(sum(p.numel() for p in model.parameters() if id(p) not in aux))
-
-
-def count_macs(model, image_size, example=None):
-    """Multiply-accumulates of one (1, 3, S, S) image (or of `example`, a ready input) in eval mode; MACs = FLOPs / 2.
-
-    FLOPs come from torch.utils.flop_counter.FlopCounterMode, which counts matrix products and convolutions
-    (2 FLOPs per multiply-add) and nothing else: BatchNorm, activations, pooling, additions and biases are
-    free, the usual convention of NAS papers. An auxiliary head is not counted (it runs only in training).
-    """
-    from torch.utils.flop_counter import FlopCounterMode
-
-    modes = {m: m.training for m in model.modules()}
-    model.eval()
-    try:
-        counter = FlopCounterMode(display=False)
-        with torch.no_grad(), counter:
-            model(_inputs(image_size, 1, _device_of(model)) if example is None else example)
-    finally:
-        for m, mode in modes.items():
-            m.training = mode
-    return int(counter.get_total_flops()) // 2
 
 
 def cpu_latency(model, image_size, runs=LATENCY_RUNS, warmup=LATENCY_WARMUP, threads=None, channels_last=True):

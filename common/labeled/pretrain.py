@@ -26,10 +26,10 @@ import torch.nn as nn
 from tqdm import tqdm
 
 from common import runs
-from common.arch.baselines import head_name, unwrap
+from common.arch.baselines import head_name, unwrap_aux
 from common.config import ConfigError
 from common.data.views import ViewMaker
-from common.labeled.training import load_checkpoint, rng_state, save_checkpoint, set_rng_state, state_dict_nchw
+from common.labeled.checkpoints import load_checkpoint, rng_state, save_checkpoint, set_rng_state, state_dict_nchw
 from common.memory import probe_step
 from common.search.contrastive import BankNCE
 
@@ -68,7 +68,7 @@ class ContrastiveNet(nn.Module):
 
     def __init__(self, classifier, proj_dim=256, n_patch_views=2):
         super().__init__()
-        net = copy.deepcopy(unwrap(classifier))
+        net = copy.deepcopy(unwrap_aux(classifier))
         self.head = head_name(net)
         parent, _, leaf = self.head.rpartition(".")
         feature_dim = net.get_submodule(self.head).in_features
@@ -224,7 +224,7 @@ def is_pretrained_file(path):
 
 def backbone_keys(classifier):
     """{name: shape} of the tensors pre-training gives `classifier`: all but its classifier's and auxiliary head's."""
-    net = unwrap(classifier)
+    net = unwrap_aux(classifier)
     skip = (head_name(net) + ".", *_SKIP)
     return {k: tuple(v.shape) for k, v in net.state_dict().items() if not k.startswith(skip)}
 
@@ -245,7 +245,7 @@ def load_pretrained(classifier, path):
         missing = next(k for k in want if k not in fit)
         raise ConfigError(f"PRETRAINED_WEIGHTS {path} does not fit this network: {len(fit)} of {len(want)} tensors match "
                           f"by name and shape (first missing: {missing}); it was pre-trained for {made_for}")
-    own = unwrap(classifier).state_dict()
+    own = unwrap_aux(classifier).state_dict()
     with torch.no_grad():
         for k in fit:
             own[k].copy_(source[k])  # state_dict tensors share storage with the parameters and buffers

@@ -3,30 +3,12 @@
 One test split of a few hundred images moves balanced accuracy by several points by luck alone, so a model is
 judged over several splits (SPLIT_SEED) and training seeds (SEED). Two models are compared over the splits they
 share: per split, each model's mean over its runs there; the difference of the two, averaged over the splits,
-with a percentile bootstrap interval over splits (scipy.stats.bootstrap). Pairing removes the split's luck, which
+with a percentile bootstrap interval over splits (common/stats.py). Pairing removes the split's luck, which
 both models share, from the comparison.
 """
-import math
-import warnings
-
 import numpy as np
-from scipy import stats
 
-CONFIDENCE = 0.95  # level of the paired bootstrap intervals
-N_RESAMPLES = 9999  # bootstrap resamples
-BOOTSTRAP_SEED = 0  # the resampling is seeded: the same runs give the same interval
-
-
-def finite(values):
-    """The values that are finite numbers, as floats (None and NaN dropped: a metric that could not be computed)."""
-    return [float(v) for v in values if v is not None and math.isfinite(v)]
-
-
-def spread(values):
-    """{'n', 'mean', 'sd'} of the finite values: sample SD (ddof 1), None with fewer than 2; mean None with none."""
-    v = finite(values)
-    return {"n": len(v), "mean": float(np.mean(v)) if v else None,
-            "sd": float(np.std(v, ddof=1)) if len(v) >= 2 else None}
+from common.stats import BOOTSTRAP_SEED, CONFIDENCE, N_RESAMPLES, bootstrap_mean_ci, finite
 
 
 def per_split(pairs):
@@ -35,20 +17,6 @@ def per_split(pairs):
     for split, value in pairs:
         out.setdefault(split, []).append(value)
     return {s: float(np.mean(finite(v))) for s, v in out.items() if finite(v)}
-
-
-def bootstrap_mean_ci(values, confidence=CONFIDENCE, n_resamples=N_RESAMPLES, seed=BOOTSTRAP_SEED):
-    """[lo, hi] percentile bootstrap interval of the mean of `values`; None with fewer than 2 values."""
-    v = np.asarray(finite(values))
-    if len(v) < 2:
-        return None
-    if np.ptp(v) == 0:  # every resample has the same mean (scipy would warn about the degenerate distribution)
-        return [float(v[0]), float(v[0])]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", stats.DegenerateDataWarning)
-        res = stats.bootstrap((v,), np.mean, n_resamples=n_resamples, method="percentile", confidence_level=confidence,
-                              rng=np.random.default_rng(seed))
-    return [float(res.confidence_interval.low), float(res.confidence_interval.high)]
 
 
 def paired_difference(a, b, confidence=CONFIDENCE, n_resamples=N_RESAMPLES, seed=BOOTSTRAP_SEED):

@@ -15,11 +15,11 @@ from common.data.datasets import LabeledData
 from common.figures import plot_confusion_matrix, plot_training_curves
 from common.labeled import model_card
 from common.labeled.cam import GradCAM, pick_cam_samples, save_cam_figure
+from common.labeled.checkpoints import BEST, CKPT, HISTORY, load_checkpoint
 from common.labeled.data import SPLIT_FILE
-from common.labeled.epochs import BEST, CKPT, HISTORY, evaluate
+from common.labeled.epochs import evaluate
 from common.labeled.metrics import write_predictions_csv
 from common.labeled.model import Architecture
-from common.labeled.training import load_checkpoint
 
 CARD, ONNX, ONNX_REJECTED = "model_card.json", "model.onnx", "model_rejected.onnx"
 CAM_DIR = "cam"

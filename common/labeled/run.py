@@ -9,23 +9,14 @@ from common import runs
 from common.config import ConfigError
 from common.device import check_resumed_runtime, pick_device, runtime
 from common.labeled import few_labels, model_card
+from common.labeled.checkpoints import CKPT, model_record, resume, save_epoch
 from common.labeled.data import load_data, make_loaders, n_images, prepare_splits, record_skipped
-from common.labeled.distributed import DistContext, per_rank_batch, rank_seed, unused_parameters, unwrap, wrap_ddp
-from common.labeled.epochs import (
-    CKPT,
-    EpochPlan,
-    epoch_line,
-    make_loss,
-    make_optimisation,
-    model_record,
-    resume,
-    run_epoch,
-    save_epoch,
-)
+from common.labeled.distributed import DistContext, per_rank_batch, rank_seed, unused_parameters, unwrap_ddp, wrap_ddp
+from common.labeled.epochs import EpochPlan, epoch_line, make_loss, make_optimisation, run_epoch
 from common.labeled.model import (
     architecture_notes,
     build_model,
-    check_memory,
+    check_training_memory,
     choose_architecture,
     describe_model,
     probe_images,
@@ -60,8 +51,8 @@ def train(cfg, ctx=None, started=None):
     seed_everything(rank_seed(cfg["SEED"], ctx))  # model init (DDP gives every rank rank 0's weights)
     model = build_model(architecture.genotype, len(data.classes), cfg, few_labels.imagenet_weights(cfg))
     few_labels.load_weights(cfg, model, say)  # a pretrained.pt as PRETRAINED_WEIGHTS
-    check_memory(cfg, model, len(data.classes), rt, ctx)  # a batch that cannot fit stops here, before the run folder
-    few_labels.check_memory(cfg, model, rt, say)  # and so does a pre-training step
+    check_training_memory(cfg, model, len(data.classes), rt, ctx)  # a batch that cannot fit stops here, before the run folder
+    few_labels.check_pretrain_memory(cfg, model, rt, say)  # and so does a pre-training step
 
     # ---- run folder and splits: written by rank 0 alone; the others get what it decided
     run_dir, resumed = on_main(ctx, open_run, cfg, architecture, rt)
@@ -86,7 +77,7 @@ def train(cfg, ctx=None, started=None):
     plan = EpochPlan.from_config(cfg)
     for epoch in range(state["epoch"] + 1, cfg["EPOCHS"] + 1):
         row = run_epoch(epoch, model, loaders, optim, plan, rt, ctx)
-        record = model_record(unwrap(model), data.classes, architecture, cfg) if ctx.is_main else None
+        record = model_record(unwrap_ddp(model), data.classes, architecture, cfg) if ctx.is_main else None
         save_epoch(run_dir, row, state, record, optim)
         say(epoch_line(row, cfg["EPOCHS"], state["best_epoch"]), flush=True)
     ctx.barrier()
@@ -95,7 +86,7 @@ def train(cfg, ctx=None, started=None):
 
     # ---- results: the selected model on val and, once, on test; the last epoch on val; figures, model card
     info = RunInfo(cfg=cfg, data=data, architecture=architecture, split_sha1=split_sha1, started=started)
-    metrics, cams, card = save_results(run_dir, unwrap(model), loaders.for_results(ctx), criterion, state, info, rt)
+    metrics, cams, card = save_results(run_dir, unwrap_ddp(model), loaders.for_results(ctx), criterion, state, info, rt)
     finish(run_dir, data, skipped, loaders, metrics, ctx)
     report(run_dir, metrics, cams, card, started)
     if card["onnx"] is not None and not card["onnx"]["ok"]:  # the run is finished: only the export failed
@@ -120,7 +111,7 @@ def pretrain_only(cfg):
     seed_everything(cfg["SEED"])  # the same initial weights as train() builds for this SEED
     model = build_model(architecture.genotype, len(data.classes), cfg, few_labels.imagenet_weights(cfg))
     few_labels.load_weights(cfg, model)
-    few_labels.check_memory(cfg, model, rt)
+    few_labels.check_pretrain_memory(cfg, model, rt)
     run_dir, _ = open_run(cfg, architecture, rt)
     splits, _, _ = prepare_splits(cfg, data, run_dir, trained=False)
     path = few_labels.pretrain_start(cfg, data, few_labels.labeled_splits(splits, data), model, run_dir, rt,

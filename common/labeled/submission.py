@@ -10,11 +10,11 @@ from common.config import ConfigError
 from common.data.datasets import DatasetError, Record
 from common.data.images import list_images
 from common.data.loaders import ImageDataset, eval_transform
+from common.labeled.checkpoints import BEST, load_checkpoint
 from common.labeled.data import SKIP_LOG, record_skipped
-from common.labeled.epochs import BEST
 from common.labeled.metrics import write_predictions_csv
 from common.labeled.model import build_model
-from common.labeled.training import load_checkpoint, predict
+from common.labeled.training import predict
 
 SUBMISSION = "submission.csv"
 

@@ -1,9 +1,7 @@
-"""Supervised training mechanics: seeding, one epoch, batched prediction, weights-only checkpoints."""
-import io
+"""Supervised training mechanics: seeding, one epoch of optimisation steps, batched prediction, a finite-loss check."""
 import math
 import random
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -11,7 +9,6 @@ import torch.nn as nn
 from tqdm import tqdm
 
 from common.config import ConfigError
-from common.runs import atomic_write_bytes
 
 
 def seed_everything(seed):
@@ -88,55 +85,3 @@ def finite_or_raise(value, what, hint):
     if not math.isfinite(value):
         raise ConfigError(f"{what} is {value}: training diverged; {hint}")
     return value
-
-
-# ----------------------------------------------------------------------------- checkpoints
-
-
-def rng_state():
-    """Every RNG state as tensors, lists and numbers only, so a checkpoint loads with weights_only=True."""
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
-    version, internal, gauss_next = random.getstate()
-    return {
-        "torch": torch.get_rng_state(),
-        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)],
-        "python": [version, list(internal), gauss_next],
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-    }
-
-
-def set_rng_state(state):
-    torch.set_rng_state(state["torch"])
-    kind, keys, pos, has_gauss, gauss = state["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
-    version, internal, gauss_next = state["python"]
-    random.setstate((version, tuple(internal), gauss_next))
-    if state["cuda"] and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def save_checkpoint(path, obj):
-    """torch.save to a temporary file, then rename: a kill leaves the previous checkpoint intact."""
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def load_checkpoint(path, need=()):
-    """A checkpoint dict read with weights_only=True (no pickled code runs); ConfigError when it is unusable."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise ConfigError(f"checkpoint {path} not found; give the path of a best.pt from an eval run")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - torn file, not a torch file, or pickled objects refused
-        raise ConfigError(f"cannot read checkpoint {path} ({type(exc).__name__}: {str(exc)[:120]})") from None
-    missing = [k for k in need if not isinstance(ckpt, dict) or k not in ckpt]
-    if missing:
-        raise ConfigError(f"{path} lacks {', '.join(missing)}; use a best.pt or ckpt.pt written by train_isic.py")
-    return ckpt
-
-
-def state_dict_nchw(model):
-    """The model's weights in the default memory format, whatever the training device used."""
-    return {k: v.contiguous() for k, v in model.state_dict().items()}

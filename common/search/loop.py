@@ -35,7 +35,7 @@ class SearchLoop:
         self.run_dir, self.cfg, self.log = run_dir, cfg, log
         self.strategy, self.budget = strategy, budget
         self.trials_file, self.pending_file = run_dir / "trials.jsonl", run_dir / PENDING
-        self.records = read_jsonl(self.trials_file)
+        self.records = read_jsonl(self.trials_file, repair=True)  # this process appends to it
         for r in self.records:
             strategy.tell(r)
         done = {r["trial"] for r in self.records}

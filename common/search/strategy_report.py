@@ -9,10 +9,10 @@ import io
 import numpy as np
 
 from common import figures  # its house style and PNG writer (figures.STYLE, _figure, _save), shared by every figure
-from common.labeled.repeats import spread
 from common.runs import atomic_write_text
 from common.search.early_stop import RULES, epochs_trained
 from common.search.strategy import ALGOS
+from common.stats import spread
 
 COLORS = (figures.GREY, figures.BLUE, figures.GREEN, figures.ORANGE, figures.RED, "#9467bd", "#8c564b")
 
@@ -56,7 +56,7 @@ def best_so_far(curve, grid):
 
 
 def _mean_sd(values):
-    """(mean, SD) of the finite values, as repeated runs are summarised everywhere (common.labeled.repeats.spread)."""
+    """(mean, SD) of the finite values, as repeated runs are summarised everywhere (common.stats.spread)."""
     s = spread(values)
     return s["mean"], s["sd"]
 

@@ -43,10 +43,12 @@ def make_views(cfg):
                      cfg["GRAYSCALE_P"], cfg["MEAN"], cfg["STD"])
 
 
-def worker_setup(setup, device, threads):
-    """Once per worker process (common/search/executors.py): this worker's runtime, the images moved to its device, views.
+def trial_context(setup, device, threads):
+    """The TrialContext of one process that scores candidates: its runtime, the images moved to its device, views.
 
-    setup: {'images': uint8 array (N, S, S, 3), 'cfg': the search's settings}; threads 0 = torch's default.
+    Built once per process: in each executor worker (common/search/executors/), in the driver when trials run inline
+    (WORKERS=1), and in each proxy-study part. setup: {'images': uint8 array (N, S, S, 3), 'cfg': the search's
+    settings}; threads 0 = torch's default.
     """
     if threads:
         torch.set_num_threads(threads)

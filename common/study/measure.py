@@ -63,16 +63,10 @@ def random_genotypes(k, space, seed):
     return out
 
 
-def _complete_lines(path):
-    """The finished JSON lines of a file another process may still append to (never truncated here)."""
-    text = Path(path).read_text()
-    return [json.loads(line) for line in text[: text.rfind("\n") + 1].splitlines() if line.strip()]
-
-
 def search_top(search_run, top):
     """The best `top` distinct genotypes of a search run folder (lowest `loss` of its ok trials, ties by trial)."""
     trials_file = Path(search_run) / "trials.jsonl"
-    ok = [r for r in _complete_lines(trials_file)
+    ok = [r for r in read_jsonl(trials_file)
           if r.get("status") == "ok" and isinstance(r.get("loss"), (int, float)) and math.isfinite(r["loss"])]
     out, seen = [], set()
     for r in sorted(ok, key=lambda r: (r["loss"], r["trial"])):
@@ -112,7 +106,7 @@ class PartLog:
 
     def __init__(self, run_dir):
         self.path = Path(run_dir) / PARTS_FILE
-        self.records = {(r["id"], r["part"], r["seed_index"]): r for r in read_jsonl(self.path)}
+        self.records = {(r["id"], r["part"], r["seed_index"]): r for r in read_jsonl(self.path, repair=True)}
 
     def get(self, gid, part, seed_index=None):
         return self.records.get((gid, part, seed_index))
@@ -252,9 +246,9 @@ def _worker_init(recipe):
 
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    from common.search.trial import worker_setup
+    from common.search.trial import trial_context
 
-    ctx = worker_setup({"images": recipe.pop("images"), "cfg": recipe.pop("scfg")}, recipe.pop("device"),
+    ctx = trial_context({"images": recipe.pop("images"), "cfg": recipe.pop("scfg")}, recipe.pop("device"),
                        recipe.pop("threads"))
     _WORKER["measurer"] = Measurer(ctx=ctx, log=lambda line: None, **recipe)
 

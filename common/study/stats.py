@@ -11,11 +11,12 @@ to scipy's in the tests). A resample whose values are all tied has no rank corre
 out of the percentiles (they only occur for a handful of architectures).
 """
 import math
-import warnings
 from itertools import combinations
 
 import numpy as np
 from scipy import stats
+
+from common.stats import bootstrap_ci as _bootstrap
 
 MIN_PAIRS = 3  # architectures needed for a correlation; fewer gives None
 CONFIDENCE = 0.95  # confidence level of the bootstrap intervals
@@ -144,18 +145,8 @@ def _mean_pairwise(rows):
 
 
 def _percentile_ci(samples, rows, confidence, n_resamples, seed):
-    """[lo, hi] of rows(*samples) over paired bootstrap resamples; undefined (all-tied) resamples left out."""
-    with warnings.catch_warnings():  # scipy warns when all-tied resamples make its own interval NaN; ours drops them
-        warnings.simplefilter("ignore", stats.DegenerateDataWarning)
-        res = stats.bootstrap(tuple(samples), lambda *a, axis=-1: rows(*a), paired=True, vectorized=True,
-                              n_resamples=n_resamples, batch=_BATCH, method="percentile", confidence_level=confidence,
-                              rng=np.random.default_rng(seed))
-    dist = res.bootstrap_distribution
-    dist = dist[np.isfinite(dist)]
-    if not len(dist):
-        return [math.nan, math.nan]
-    alpha = (1 - confidence) / 2
-    return [float(np.percentile(dist, 100 * alpha)), float(np.percentile(dist, 100 * (1 - alpha)))]
+    """common.stats.bootstrap_ci in batches of _BATCH resamples (the Kendall statistic holds (B, n, n) arrays)."""
+    return _bootstrap(samples, rows, confidence, n_resamples, seed, batch=_BATCH)
 
 
 def seed_agreement(values, confidence=CONFIDENCE, n_resamples=N_RESAMPLES, seed=BOOTSTRAP_SEED):

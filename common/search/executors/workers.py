@@ -12,6 +12,7 @@ import sys
 import traceback
 from abc import abstractmethod
 
+from common.device import usable_cores
 from common.failures import CANDIDATE_ERRORS, failure_reason, is_candidate_failure
 from common.search.executors.base import Executor, here
 
@@ -22,7 +23,7 @@ def worker_threads(threads, workers, cores=None):
     if threads:
         return threads
     if cores is None:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        cores = usable_cores()
     return max(1, int(cores) // workers)
 
 
