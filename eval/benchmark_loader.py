@@ -44,7 +44,7 @@ def full_size_demo(bench_dir, n_images, seed):
     """The demo lesions upscaled to FULL_WIDTH x FULL_HEIGHT JPEGs in the ISIC layout (made once, reused)."""
     from PIL import Image
 
-    from common.data.demo_lesions import GROUND_TRUTH, IMAGE_DIR, ensure_demo_dataset
+    from common.data.demo.dataset import GROUND_TRUTH, IMAGE_DIR, ensure_demo_dataset
 
     small = ensure_demo_dataset(bench_dir / "demo", n_images=n_images, seed=seed, width=DEMO_WIDTH,
                                 height=DEMO_HEIGHT, log=print)
