@@ -36,9 +36,9 @@ from common.config import (  # noqa: E402
     run_cli,
     script_config,
 )
-from common.data.datasets import DatasetError  # noqa: E402
 from common.data.demo.dataset import ensure_demo_dataset  # noqa: E402
 from common.data.images import BadImage  # noqa: E402
+from common.data.layouts import DatasetError  # noqa: E402
 from common.data.search_images import load_images  # noqa: E402
 from common.labeled.data import load_data  # noqa: E402
 from common.memory import FitCheck, LabeledStep, check_classifier_memory, check_step  # noqa: E402

@@ -8,19 +8,10 @@ import pytest
 import torch
 from PIL import Image
 
-from common.data.datasets import (
-    DERMAMNIST_CLASSES,
-    DatasetError,
-    Record,
-    balanced_sampler,
-    class_counts,
-    class_weights,
-    detect_layout,
-    grouped_split,
-    load_labeled,
-    write_split,
-)
+from common.data.datasets import load_labeled, write_split
+from common.data.layouts import DERMAMNIST_CLASSES, DatasetError, Record, detect_layout
 from common.data.loaders import ImageDataset, eval_transform, prepare_resized, train_transform
+from common.data.splits import balanced_sampler, class_counts, class_weights, grouped_split
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 

@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 
 from common import runs
-from common.data.datasets import class_weights
+from common.data.splits import class_weights
 from common.labeled.data import BALANCE_POWERS
 from common.labeled.distributed import gather_predictions, rank_seed, sync_buffers, unwrap
 from common.labeled.metrics import classification_metrics
