@@ -15,7 +15,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 # ----------------------------------------------------------------------------------------------------------
-DATA_DIR = None  # labeled dataset (any layout of common/data/datasets.py); None = demo lesions at ISIC size
+DATA_DIR = None  # labeled dataset (any layout of common/data/layouts.py); None = demo lesions at ISIC size
 BENCH_DIR = None  # folder for the upscaled demo and the resized copies; None = data/bench_loader
 N_IMAGES = 160  # images measured (the first N of the training split)
 DEMO_WIDTH, DEMO_HEIGHT = 256, 192  # px, the demo lesions as drawn
@@ -44,7 +44,7 @@ def full_size_demo(bench_dir, n_images, seed):
     """The demo lesions upscaled to FULL_WIDTH x FULL_HEIGHT JPEGs in the ISIC layout (made once, reused)."""
     from PIL import Image
 
-    from common.data.demo_lesions import GROUND_TRUTH, IMAGE_DIR, ensure_demo_dataset
+    from common.data.demo.dataset import GROUND_TRUTH, IMAGE_DIR, ensure_demo_dataset
 
     small = ensure_demo_dataset(bench_dir / "demo", n_images=n_images, seed=seed, width=DEMO_WIDTH,
                                 height=DEMO_HEIGHT, log=print)
@@ -128,7 +128,8 @@ def model_img_s(n_classes, device):
 
 def main(argv=None):
     from common.config import ConfigError, configure, format_config
-    from common.data.datasets import DatasetError, load_labeled
+    from common.data.datasets import load_labeled
+    from common.data.layouts import DatasetError
     from common.data.loaders import prepare_resized
     from common.device import pick_device
     from common.runs import REPO_ROOT

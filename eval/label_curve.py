@@ -24,8 +24,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `common` from the repo root
 
 from common.config import ConfigError, check_number, check_script_args, configure, format_config, run_cli, script_config  # noqa: E402
-from common.data.demo_lesions import DEFAULT_DEMO_DIR, ensure_demo_dataset  # noqa: E402
-from common.data.demo_lesions import DEFAULT_N_IMAGES as _DEMO_N  # noqa: E402  (private: an imported int is no setting)
+from common.data.demo.dataset import DEFAULT_DEMO_DIR, ensure_demo_dataset  # noqa: E402
+from common.data.demo.dataset import DEFAULT_N_IMAGES as _DEMO_N  # noqa: E402  (private: an imported int is no setting)
 from common.data.label_subset import label_subset  # noqa: E402
 from common.device import pick_device  # noqa: E402
 from common.failures import failure_reason  # noqa: E402

@@ -14,8 +14,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `common` from th
 import torch  # noqa: E402
 
 from common.config import ConfigError, check_choice, check_number, check_paths, configure, format_config, run_cli  # noqa: E402
-from common.data.datasets import DatasetError  # noqa: E402
 from common.data.images import BadImage  # noqa: E402
+from common.data.layouts import DatasetError  # noqa: E402
 from common.device import AMP_CHOICES as _AMP_CHOICES  # noqa: E402  (private names: an imported tuple is no setting)
 from common.device import CHANNELS_LAST_CHOICES as _CHANNELS_LAST_CHOICES  # noqa: E402
 from common.device import runtime, usable_cores  # noqa: E402

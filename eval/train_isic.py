@@ -28,7 +28,7 @@ from common.config import (  # noqa: E402
     format_config,
     run_cli,
 )
-from common.data.datasets import LAYOUTS as _LAYOUTS  # noqa: E402
+from common.data.layouts import LAYOUTS as _LAYOUTS  # noqa: E402
 from common.device import AMP_CHOICES as _AMP_CHOICES  # noqa: E402
 from common.device import CHANNELS_LAST_CHOICES as _CHANNELS_LAST_CHOICES  # noqa: E402
 from common.device import usable_cores  # noqa: E402

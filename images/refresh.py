@@ -15,7 +15,8 @@ import numpy as np  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
 from common.config import configure  # noqa: E402
-from common.data.demo_lesions import DEMO_CLASSES, ensure_demo_dataset  # noqa: E402
+from common.data.demo.classes import DEMO_CLASSES  # noqa: E402
+from common.data.demo.dataset import ensure_demo_dataset  # noqa: E402
 from common.runs import REPO_ROOT, new_run_dir  # noqa: E402
 
 # -----------------------------------------------------------------------------

@@ -36,15 +36,17 @@ from common.config import (  # noqa: E402
     run_cli,
     script_config,
 )
-from common.data.datasets import DatasetError  # noqa: E402
-from common.data.demo_lesions import ensure_demo_dataset  # noqa: E402
+from common.data.demo.dataset import ensure_demo_dataset  # noqa: E402
 from common.data.images import BadImage  # noqa: E402
+from common.data.layouts import DatasetError  # noqa: E402
 from common.data.search_images import load_images  # noqa: E402
 from common.labeled.data import load_data  # noqa: E402
 from common.labeled.step_memory import LabeledStep, check_classifier_memory  # noqa: E402
 from common.memory import FitCheck, check_step  # noqa: E402
 from common.runs import REPO_ROOT, atomic_write_json, atomic_write_text, mark_finished, new_run_dir, open_run_dir  # noqa: E402
 from common.search.trial import largest_candidate, step_memory, trial_context  # noqa: E402
+from common.study import analysis as study_analysis  # noqa: E402
+from common.study import columns as study_columns  # noqa: E402
 from common.study import figures as study_figures  # noqa: E402
 from common.study import report as study_report
 from common.study.measure import (  # noqa: E402
@@ -135,7 +137,7 @@ def check_settings(cfg):
     check_number(cfg, "DEMO_SEED", 0, integer=True)
     for name in ("VAL_FRACTION", "TEST_FRACTION"):
         check_number(cfg, name, 0, 1, lo_open=True, hi_open=True, none_ok=True)
-    check_choice(cfg, "TRUTH", ("auto", *study_report.TRUTHS))
+    check_choice(cfg, "TRUTH", ("auto", *study_columns.TRUTHS))
     check_script_args(cfg, "NCE_LONG_ARGS", "study", ("OUT_DIR", "DATA_DIR", "MAX_IMAGES", "IMAGE_SIZE", "SEED"))
     for name in ("SAMPLE_SEED", "SEED", "THREADS", "MAX_FAILURES"):
         check_number(cfg, name, 0, integer=True)
@@ -145,7 +147,7 @@ def check_settings(cfg):
     check_number(cfg, "CONFIDENCE", 0, 1, lo_open=True, hi_open=True)
     check_choice(cfg, "SPACE", ("auto", *G.SPACES))
     check_choice(cfg, "SEARCH_PRESET", ("auto", "demo", "paper"))
-    check_choice(cfg, "CORRELATE", study_report.ROW_CHOICES)
+    check_choice(cfg, "CORRELATE", study_analysis.ROW_CHOICES)
     check_script_args(cfg, "SEARCH_ARGS", "study", ("OUT_DIR",))
     check_script_args(cfg, "TRAIN_ARGS", "study", _SET_BY_STUDY)
     if cfg["SEARCH_RUN"] is not None:
@@ -264,17 +266,17 @@ def write_figures(run_dir, rows, corr, n_seeds):
     shown = picked + [r for r in rows if r["source"] == "search" and r not in picked]
     names = corr["about"]["scores"]
     truth = corr["about"]["truth_name"]
-    label = study_report.TRUTHS[truth][2] + ("" if study_report.TRUTHS[truth][1] else ", negated")
+    label = study_columns.TRUTHS[truth][2] + ("" if study_columns.TRUTHS[truth][1] else ", negated")
     files = []
     for name in names:
         files.append(f"scatter_{name}.png")
-        seeds = np.stack([study_report.column(shown, f"truth_s{i}") for i in range(n_seeds)], 1)
-        points = study_figures.ScorePoints(score=study_report.column(shown, name),
-                                           truth=study_report.column(shown, "truth"),
+        seeds = np.stack([study_columns.column(shown, f"truth_s{i}") for i in range(n_seeds)], 1)
+        points = study_figures.ScorePoints(score=study_columns.column(shown, name),
+                                           truth=study_columns.column(shown, "truth"),
                                            sources=[r["source"] for r in shown],
                                            truth_by_seed=seeds if n_seeds > 1 else None)
         study_figures.plot_score_scatter(run_dir / files[-1], name, points, corr[name],
-                                         study_report.HIGHER_IS_BETTER[name], truth_label=label)
+                                         study_analysis.HIGHER_IS_BETTER[name], truth_label=label)
     files.append("correlations.png")
     study_figures.plot_correlation_bars(run_dir / files[-1], names, corr, corr.get("ceiling"),
                                         title=f"rank correlation with the truth ({truth})")
@@ -320,17 +322,17 @@ def run_pilot(cfg, run_dir, genotypes, parts, measure, stats):
         print(f"pilot: {len(pilot_set)} genotypes x {cfg['SEEDS']} seed(s) of labeled training, to measure how well "
               "the truth agrees with itself", flush=True)
         measure(pilot_set, only=("train",))
-        rows = study_report.study_rows(pilot_set, parts, cfg["SEEDS"], truth_epochs=cfg["TRUTH_EPOCHS"])
-        rel = study_report.reliability(rows, cfg["SEEDS"], "random", **stats)
-        truth = study_report.choose_truth(cfg["TRUTH"], rel)
+        rows = study_columns.study_rows(pilot_set, parts, cfg["SEEDS"], truth_epochs=cfg["TRUTH_EPOCHS"])
+        rel = study_analysis.reliability(rows, cfg["SEEDS"], "random", **stats)
+        truth = study_analysis.choose_truth(cfg["TRUTH"], rel)
         used = rel.get(truth, {})
         pilot = {"genotypes": len(pilot_set), "seeds": cfg["SEEDS"], "truth": truth,
                  "reliability": used.get("reliability"), "reliability_ci": used.get("reliability_ci", [None, None]),
                  "candidates": rel}
         atomic_write_json(path, pilot)
-    corr = {"about": {"truth": f"{pilot['truth']} ({study_report.TRUTHS[pilot['truth']][2]})",
-                      "truth_name": pilot["truth"], "reliable": study_report.RELIABLE,
-                      "decidable": (pilot["reliability"] or 0) >= study_report.RELIABLE},
+    corr = {"about": {"truth": f"{pilot['truth']} ({study_columns.TRUTHS[pilot['truth']][2]})",
+                      "truth_name": pilot["truth"], "reliable": study_analysis.RELIABLE,
+                      "decidable": (pilot["reliability"] or 0) >= study_analysis.RELIABLE},
             "reliability": pilot["candidates"]}
     print("\n".join(f"pilot | {line}" for line in study_report.reliability_lines(corr)), flush=True)
     reached = pilot["reliability"] is not None and pilot["reliability"] >= cfg["MIN_RELIABILITY"]
@@ -342,7 +344,7 @@ def run_pilot(cfg, run_dir, genotypes, parts, measure, stats):
             f"seeds (--SEEDS={need or 'many more'}{'' if need else ': its ICC is <= 0'}), more validation images "
             "(--VAL_FRACTION or a larger LABELED_DIR), more epochs (--EPOCHS), a smoother truth (--TRUTH_EPOCHS, "
             "--TRUTH); or --MIN_RELIABILITY=0 to run anyway (every verdict is then 'not decidable')")
-    pilot.update(forced=(pilot["reliability"] or 0) < study_report.RELIABLE, min_reliability=cfg["MIN_RELIABILITY"])
+    pilot.update(forced=(pilot["reliability"] or 0) < study_analysis.RELIABLE, min_reliability=cfg["MIN_RELIABILITY"])
     return pilot
 
 
@@ -395,14 +397,14 @@ def main(argv=None):
 
     # ---- measure, genotype by genotype (study.csv and correlations.json after each) -----------------------
     options = dict(nce_seeds=cfg["NCE_SEEDS"], truth=truth, truth_epochs=cfg["TRUTH_EPOCHS"])
-    judge = study_report.CorrelationSettings(use=cfg["CORRELATE"], top_fraction=cfg["TOP_FRACTION"],
-                                             nce_seeds=cfg["NCE_SEEDS"], has_long=bool(long_cfg), truth=truth,
-                                             truth_epochs=cfg["TRUTH_EPOCHS"], **stats)
+    judge = study_analysis.CorrelationSettings(use=cfg["CORRELATE"], top_fraction=cfg["TOP_FRACTION"],
+                                               nce_seeds=cfg["NCE_SEEDS"], has_long=bool(long_cfg), truth=truth,
+                                               truth_epochs=cfg["TRUTH_EPOCHS"], **stats)
     clock = {"start": time.perf_counter(), "measured": 0}
 
     def genotype_done(entry):
-        rows = study_report.study_rows(genotypes, parts, cfg["SEEDS"], **options)
-        study_report.write_outputs(run_dir, rows, study_report.correlations(rows, cfg["SEEDS"], judge, pilot))
+        rows = study_columns.study_rows(genotypes, parts, cfg["SEEDS"], **options)
+        study_report.write_outputs(run_dir, rows, study_analysis.correlations(rows, cfg["SEEDS"], judge, pilot))
         n = next(i for i, g in enumerate(genotypes, 1) if g["id"] == entry["id"])
         clock["measured"] += 1
         spent = time.perf_counter() - clock["start"]
@@ -412,8 +414,8 @@ def main(argv=None):
     measure(genotypes, on_genotype=genotype_done)
 
     # ---- report ------------------------------------------------------------------------------------------
-    rows = study_report.study_rows(genotypes, parts, cfg["SEEDS"], **options)
-    corr = study_report.correlations(rows, cfg["SEEDS"], judge, pilot)
+    rows = study_columns.study_rows(genotypes, parts, cfg["SEEDS"], **options)
+    corr = study_analysis.correlations(rows, cfg["SEEDS"], judge, pilot)
     study_report.write_outputs(run_dir, rows, corr)
     figures = write_figures(run_dir, rows, corr, cfg["SEEDS"])
     about = study_settings(cfg, scfg, long_cfg, train_cfg, len(images), classes, genotypes)

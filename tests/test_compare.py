@@ -1,5 +1,6 @@
-"""eval/compare.py on fake run folders: models over repeated runs (mean ± SD, n), paired differences with a bootstrap
-CI, per-run table, CSVs, figure, unfinished runs skipped, mixed data refused."""
+"""eval/compare.py (its library: common/labeled/run_groups.py, comparison.py) on fake run folders: models over repeated
+runs (mean ± SD, n), paired differences with a bootstrap CI, per-run table, CSVs, figure, unfinished runs skipped, mixed
+data refused."""
 import csv
 import json
 
@@ -12,6 +13,7 @@ import common.stats as S
 import compare as compare_script
 from common.config import ConfigError
 from common.labeled import repeats
+from common.labeled.comparison import pareto_front
 
 CLASSES = ["MEL", "NV", "BCC"]
 
@@ -186,9 +188,9 @@ def test_user_errors_are_one_line_and_exit_2(compare, tmp_path, capsys):
         assert err.startswith("error: ") and err.count("\n") == 1, err
 
 
-def test_pareto_front_keeps_only_undominated_points(compare):
+def test_pareto_front_keeps_only_undominated_points():
     pts = [(10, 0.5), (20, 0.4), (30, 0.7), (5, 0.3), (30, 0.6)]
-    assert compare.pareto_front(pts) == [(5, 0.3), (10, 0.5), (30, 0.7)]
+    assert pareto_front(pts) == [(5, 0.3), (10, 0.5), (30, 0.7)]
 
 
 def test_repeats_spread_and_pairs():

@@ -1,5 +1,6 @@
 """Labeled layouts, splits, class balance, the torch Dataset and the resized copy, on tiny fixtures."""
 import csv
+import io
 import json
 import os
 
@@ -8,19 +9,10 @@ import pytest
 import torch
 from PIL import Image
 
-from common.data.datasets import (
-    DERMAMNIST_CLASSES,
-    DatasetError,
-    Record,
-    balanced_sampler,
-    class_counts,
-    class_weights,
-    detect_layout,
-    grouped_split,
-    load_labeled,
-    write_split,
-)
+from common.data.datasets import load_labeled, split_table
+from common.data.layouts import DERMAMNIST_CLASSES, DatasetError, Record, detect_layout
 from common.data.loaders import ImageDataset, eval_transform, prepare_resized, train_transform
+from common.data.splits import balanced_sampler, class_counts, class_weights, grouped_split
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 
@@ -364,11 +356,9 @@ def test_unlabeled_folder_is_refused(tmp_path):
 # ----------------------------------------------------------------------------------------- split file, balance
 
 
-def test_write_split(tmp_path):
+def test_split_table_lists_every_image_once_with_its_split(tmp_path):
     data = load_labeled(_ham(tmp_path / "ham"), seed=0)
-    out = write_split(data, tmp_path / "split.csv")
-    with open(out, newline="") as f:
-        rows = list(csv.DictReader(f))
+    rows = list(csv.DictReader(io.StringIO(split_table(data))))
     assert list(rows[0]) == ["image", "split", "label", "class", "group"]
     assert len(rows) == len(data.train) + len(data.val) + len(data.test)
     assert {r["split"] for r in rows} == {"train", "val", "test"}

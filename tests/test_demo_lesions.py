@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import common.data.demo_lesions as demo
+import common.data.demo.dataset as demo
 from common.config import ConfigError
-from common.data.demo_lesions import DEMO_CLASSES, DEMO_MIN_PER_CLASS, demo_class_counts, draw_lesion, ensure_demo_dataset
+from common.data.demo.classes import DEMO_CLASSES, draw_lesion
+from common.data.demo.dataset import DEMO_MIN_PER_CLASS, demo_class_counts, ensure_demo_dataset
 
 SMALL = dict(n_images=24, width=64, height=48)
 
@@ -203,7 +204,7 @@ def test_a_balanced_set_has_every_class_equally_and_is_its_own_dataset(tmp_path)
     """The proxy study's labeled set: n // 8 of every class; an imbalanced set in the same folder is replaced."""
     import csv as _csv
 
-    from common.data.demo_lesions import DEMO_CLASSES, balanced_class_counts, ensure_demo_dataset
+    from common.data.demo.dataset import balanced_class_counts
 
     assert balanced_class_counts(18) == {c: 3 if i < 2 else 2 for i, c in enumerate(DEMO_CLASSES)}
     root = ensure_demo_dataset(tmp_path / "d", n_images=16, width=32, height=24, log=lambda *_: None, balanced=True)
@@ -216,3 +217,35 @@ def test_a_balanced_set_has_every_class_equally_and_is_its_own_dataset(tmp_path)
     assert drawn == []  # the same balanced set: kept
     ensure_demo_dataset(root, n_images=16, width=32, height=24, log=drawn.append)  # the ISIC-like set: drawn anew
     assert drawn and "balanced" not in json.loads((root / "demo_manifest.json").read_text())
+
+
+# One lesion per class (seed [0, i], 96x72 px): the next number its random stream gives after the drawing (how many
+# draws of which kind it took), and the RGB means of its four quadrants (top left, top right, bottom left, bottom
+# right). Means, not a hash of the pixels: numpy's vectorised exp and arctan2 differ in the last bits between CPUs
+# (AVX-512 or not), which can move a few pixels by one; that moves a quadrant's mean by about 0.003, while the
+# smallest change of the drawing tried (VESSEL_RED's red +8) moved one by 0.023.
+PINNED = {
+    "MEL": (1703143152, (146.13, 103.62, 88.10, 159.88, 115.69, 99.94, 134.51, 93.39, 78.66, 149.43, 105.96, 90.95)),
+    "NV": (2008368321, (229.26, 158.96, 145.97, 218.89, 151.08, 138.60, 223.39, 153.98, 140.91, 224.15, 154.79, 141.78)),
+    "BCC": (1158724363, (207.28, 152.30, 136.16, 216.11, 159.03, 142.27, 211.17, 161.16, 143.95, 216.25, 160.60, 143.48)),
+    "AK": (87738758, (210.83, 166.45, 126.40, 218.65, 163.82, 124.48, 206.71, 158.99, 121.33, 209.28, 161.33, 123.25)),
+    "BKL": (1829284612, (160.64, 127.12, 101.21, 157.57, 129.81, 103.12, 163.18, 118.16, 93.68, 143.92, 115.45, 90.46)),
+    "DF": (468787568, (141.06, 102.14, 83.44, 149.41, 114.77, 94.00, 146.07, 107.84, 85.61, 154.86, 116.91, 93.21)),
+    "VASC": (2123630139, (161.57, 104.64, 94.03, 163.43, 102.20, 91.98, 164.78, 106.24, 97.19, 163.55, 101.14, 92.95)),
+    "SCC": (1661450269, (143.62, 89.68, 74.27, 161.29, 100.87, 82.94, 151.78, 94.89, 78.56, 167.27, 103.06, 85.00)),
+}
+PINNED_TOLERANCE = 0.02  # of a quadrant's mean (0-255): room for last-bit differences, not for a changed drawing
+
+
+def test_the_drawing_is_pinned():
+    """A change to the drawing fails here. If it is meant: bump DEMO_VERSION (cached demo folders are then drawn
+    anew) and paste the new values from the failure message into PINNED."""
+    got, changed = {}, []
+    for i, cls in enumerate(DEMO_CLASSES):
+        rng = np.random.default_rng([0, i])
+        quadrants = draw_lesion(rng, cls, 96, 72).reshape(2, 36, 2, 48, 3).mean((1, 3)).ravel()  # (12,)
+        got[cls] = (int(rng.integers(2**31)), tuple(round(float(v), 2) for v in quadrants))
+        next_draw, means = PINNED[cls]
+        if got[cls][0] != next_draw or np.abs(quadrants - np.array(means)).max() > PINNED_TOLERANCE:
+            changed.append(cls)
+    assert not changed, f"the demo lesions of {changed} changed; new values: {got}"

@@ -10,7 +10,7 @@ import torch.nn as nn
 from common.arch.genotypes import CNAS_ISIC_s4, CNAS_ISIC_s5
 from common.arch.networks import EvalNetwork
 from common.config import ConfigError
-from common.data.datasets import BalancedSampler
+from common.data.splits import BalancedSampler
 from common.labeled.distributed import (
     DistContext,
     DistributedWeightedSampler,

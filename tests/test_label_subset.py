@@ -4,8 +4,8 @@ import math
 import pytest
 
 from common.config import ConfigError
-from common.data.datasets import Record
 from common.data.label_subset import label_subset, labels_kept, min_fraction
+from common.data.layouts import Record
 
 CLASSES = ["MEL", "NV", "BCC", "UNK"]  # UNK has no training image, as in ISIC 2019
 

@@ -8,7 +8,7 @@ from common.arch.baselines import WithAux, build_baseline
 from common.arch.genotypes import DARTS_V2
 from common.arch.networks import EvalNetwork
 from common.config import ConfigError
-from common.data.datasets import Record
+from common.data.layouts import Record
 from common.data.unlabeled import decode_records, folder_images, held_out_keys
 from common.device import runtime
 from common.labeled import pretrain as P

@@ -20,9 +20,11 @@ from common.config import ConfigError
 from common.labeled import run as labeled_run
 from common.search.candidate import NonFiniteLoss
 from common.study import measure as study_measure
+from common.study.analysis import HIGHER_IS_BETTER, correlations
+from common.study.analysis import CorrelationSettings as Judging
+from common.study.columns import csv_text, study_rows
 from common.study.measure import PartLog, random_genotypes, search_top
-from common.study.report import HIGHER_IS_BETTER, correlations, csv_text, format_table, report_markdown, study_rows
-from common.study.report import CorrelationSettings as Judging
+from common.study.report import format_table, report_markdown
 from conftest import killed_after_epoch, write_isic
 
 SEARCH_TINY = ["--EPOCHS=1", "--INIT_CHANNELS=4", "--LAYERS=3", "--BATCH_SIZE=8", "--IMAGE_SIZE=16", "--SEED=0",

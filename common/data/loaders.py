@@ -12,8 +12,8 @@ import torch
 from PIL import Image
 from torchvision.transforms import v2
 
-from common.data.datasets import DatasetError
 from common.data.images import BadImage, open_rgb, parallel_map
+from common.data.layouts import DatasetError
 from common.runs import atomic_write_bytes, atomic_write_text
 
 # ------------------------------------------------------------------------------------------- torch dataset

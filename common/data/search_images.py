@@ -6,7 +6,7 @@ import numpy as np
 
 from common.config import ConfigError
 from common.data import images as image_files  # cache_path_for looked up at call time: tests keep caches apart
-from common.data.demo_lesions import ensure_demo_dataset
+from common.data.demo.dataset import ensure_demo_dataset
 
 
 def check_data_dir(folder):

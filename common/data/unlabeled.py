@@ -5,8 +5,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from common.data.datasets import Record
 from common.data.images import build_cache, cache_path_for, list_images
+from common.data.layouts import Record
 
 
 def _keys(path_or_id):

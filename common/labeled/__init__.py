@@ -5,4 +5,5 @@ checkpoint files), results (metrics.json, figures, Grad-CAM, model card, ONNX), 
 metrics, cam, model_card, pretrain (self-supervised pre-training of the eval network), and the torchrun pieces:
 distributed (process group, samplers, gathering) and torchrun (refusals, rank 0 decides, one voice). Few labels:
 few_labels (LABEL_FRACTION, a pre-trained start), curve (the label-efficiency curve's grid, table and figure) and
-repeats (runs over seeds: mean ± SD, paired bootstrap CI)."""
+repeats (runs over seeds: mean ± SD, paired bootstrap CI). Comparing finished runs (eval/compare.py): run_groups
+(runs read, checked, grouped into models and paired) and comparison (tables, CSVs, accuracy against MACs)."""

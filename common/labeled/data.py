@@ -9,10 +9,12 @@ from pathlib import Path
 import torch
 
 from common import runs
-from common.data.datasets import SPLITS, DatasetError, balanced_sampler, class_counts, load_labeled, split_table
-from common.data.demo_lesions import ensure_demo_dataset
+from common.data.datasets import load_labeled, split_table
+from common.data.demo.dataset import ensure_demo_dataset
 from common.data.images import skipped_summary, write_skipped
+from common.data.layouts import SPLITS, DatasetError
 from common.data.loaders import ImageDataset, eval_transform, prepare_resized, train_transform
+from common.data.splits import balanced_sampler, class_counts
 from common.labeled.distributed import eval_sampler, per_rank_batch, rank_seed, train_sampler
 
 SPLIT_FILE = "split.csv"

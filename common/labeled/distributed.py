@@ -149,7 +149,7 @@ class DistributedWeightedSampler(torch.utils.data.Sampler):
 
     @classmethod
     def from_sampler(cls, sampler, ctx):
-        """From common.data.datasets.BalancedSampler (its weights, num_samples and seed)."""
+        """From common.data.splits.BalancedSampler (its weights, num_samples and seed)."""
         return cls(sampler.weights, sampler.num_samples, sampler.seed, ctx.rank, ctx.world_size)
 
     def set_epoch(self, epoch):

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from common.data.datasets import class_weights
+from common.data.splits import class_weights
 from common.labeled.data import BALANCE_POWERS
 from common.labeled.distributed import gather_predictions, rank_seed, sync_buffers, unwrap_ddp
 from common.labeled.metrics import classification_metrics

@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 
 from common.config import ConfigError, check_number, check_paths
-from common.data.datasets import class_counts
 from common.data.images import skipped_summary
 from common.data.label_subset import label_subset
+from common.data.splits import class_counts
 from common.data.unlabeled import decode_folder, decode_records, folder_images, held_out_keys
 from common.labeled import pretrain as P
 from common.memory import FitCheck, check_step

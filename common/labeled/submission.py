@@ -7,8 +7,8 @@ from tqdm import tqdm
 from common import runs
 from common.arch.genotypes import from_dict
 from common.config import ConfigError
-from common.data.datasets import DatasetError, Record
 from common.data.images import list_images
+from common.data.layouts import DatasetError, Record
 from common.data.loaders import ImageDataset, eval_transform
 from common.labeled.checkpoints import BEST, load_checkpoint
 from common.labeled.data import SKIP_LOG, record_skipped

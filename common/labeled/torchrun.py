@@ -5,8 +5,8 @@ import sys
 from contextlib import contextmanager
 
 from common.config import ConfigError
-from common.data.datasets import DatasetError
 from common.data.images import BadImage
+from common.data.layouts import DatasetError
 from common.labeled.distributed import DistContext, init_distributed, per_rank_batch
 from common.labeled.model_card import OnnxMismatch
 

@@ -1,2 +1,2 @@
-"""The proxy study: which genotypes and their measurements (measure), rank statistics (stats), the report and its
-decision rule (report), and figures."""
+"""The proxy study: which genotypes and their measurements (measure), study.csv's rows (columns), rank statistics
+(stats), correlations.json and its decision rule (analysis), the printed table and report.md (report), and figures."""
