@@ -27,6 +27,7 @@ def argv(isic, out, fractions="(0.5, 1.0)", seeds="(0, 1)"):
             "--PRETRAIN_EPOCHS=1", "--EPOCHS=1", "--MIN_STEPS=2", f"--OUT_DIR={out}", f"--TRAIN_ARGS={TRAIN!r}"]
 
 
+@pytest.mark.slow
 def test_a_killed_curve_resumes_and_compare_groups_its_runs_over_three_split_seeds(isic, tmp_path, monkeypatch,
                                                                                      capsys):
     out = tmp_path / "curve"
