@@ -82,6 +82,7 @@ def test_a_killed_curve_resumes_and_compare_groups_its_runs_over_three_split_see
     assert "±" in (tmp_path / "cmp" / "comparison.md").read_text()
 
 
+@pytest.mark.slow  # asks train_isic.py for its settings in a process of its own
 def test_settings_that_cannot_work_stop_before_a_folder(isic, tmp_path, capsys):
     out = tmp_path / "curve"
     for args, says in (

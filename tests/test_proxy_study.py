@@ -399,7 +399,7 @@ def test_resume_after_kill_runs_only_the_missing_parts(tiny, tmp_path):
     ("--K=2", "K"),
     ("--SEARCH_ARGS=('EPOCHS=1',)", "NAME=value"),
     ("--CORRELATE=best", "CORRELATE"),
-    ("--TRAIN_ARGS=('--LR=-1',)", "LR"),
+    pytest.param("--TRAIN_ARGS=('--LR=-1',)", "LR", marks=pytest.mark.slow),  # asks train_isic.py in a process
 ])
 def test_bad_settings_stop_before_a_run_folder(tmp_path, bad, match):
     out = tmp_path / "run"
