@@ -5,7 +5,7 @@ Stages, lowest first; a module may import its own package and any lower stage, n
 
     0  ground floor   common/*.py (config, runs, device, memory, stats, figures, child, failures) and common/__init__
     1  data, arch     common/data/, common/arch/ (these two never import each other)
-    2  contrastive    common/contrastive/
+    2  contrastive    contrastive/ in common (a folder being added)
     3  search, labeled  common/search/, common/labeled/ (these two never import each other)
     4  study          common/study/
     5  scripts        search/*.py, eval/*.py: each script is a package of its own, so no script imports another

@@ -491,17 +491,17 @@ def test_a_step_that_cannot_fit_stops_before_a_run_folder(tiny, tmp_path, monkey
     assert "\n" not in str(stop.value) and not out.exists()
 
 
-def test_the_committed_demo_study_reproduces_its_correlations_and_the_readme_table():
-    """images/study/: the demo study shipped with the README. Its study.csv gives every coefficient of its
-    correlations.json with scipy alone, and the README's table is that file's table."""
+def test_the_committed_demo_study_reproduces_its_correlations_and_the_docs_table():
+    """images/study/: the demo study shipped with the docs. Its study.csv gives every coefficient of its
+    correlations.json with scipy alone, and docs/study.md's table is that file's table."""
     from common.study.report import table_rows
 
     shipped = Path(__file__).resolve().parents[1] / "images" / "study"
     corr = json.loads((shipped / "correlations.json").read_text())
     assert corr["about"]["n_rows"] >= 40 and check_reproducible(shipped / "study.csv", corr) > 0
-    readme = (shipped.parents[1] / "README.md").read_text()
+    page = (shipped.parents[1] / "docs" / "study.md").read_text()
     for row in table_rows(corr):
-        assert "| " + " | ".join(row) + " |" in readme, row[0]
+        assert "| " + " | ".join(row) + " |" in page, row[0]
 
 
 @pytest.mark.slow
