@@ -1,4 +1,4 @@
-"""Small publication-style PNG figures: the search curve, training curves and the confusion matrix."""
+"""Small publication-style PNG figures: search curve, training curves, confusion matrix (each returned, for tests)."""
 import io
 import math
 from pathlib import Path
@@ -98,6 +98,7 @@ def plot_search_curve(trials, path):
         ax.set_ylabel("contrastive loss (last epoch)")
         ax.set_title(title)
         _save(fig, path)
+    return fig
 
 
 def plot_training_curves(history, path):
@@ -154,6 +155,7 @@ def plot_training_curves(history, path):
             elif ax.get_legend_handles_labels()[0]:
                 ax.legend(loc="best")
         _save(fig, path)
+    return fig
 
 
 def plot_confusion_matrix(cm, classes, path, normalize=True, label=None):
@@ -197,3 +199,4 @@ def plot_confusion_matrix(cm, classes, path, normalize=True, label=None):
         ax.set_title(f"{label}: {title}" if label else title)
         fig.colorbar(im, ax=ax, shrink=0.8, label="fraction of true class" if normalize else "count")
         _save(fig, path)
+    return fig

@@ -34,7 +34,7 @@ LAYERS = 8  # cells of the model row (the paper: 24)
 MODEL_BATCH = 8  # images per step of the model row (small: a 224 px step takes seconds on a CPU)
 MODEL_STEPS = 1  # timed steps of the model row (after one warm-up step)
 DEVICE = "auto"  # auto | cpu | cuda | mps
-SEED = 0
+SEED = 0  # seeds the demo images, the split, the loader's shuffle and the model row's weights
 # ----------------------------------------------------------------------------------------------------------
 
 MEAN, STD = (0.763, 0.545, 0.570), (0.141, 0.152, 0.169)  # the paper's ISIC normalisation

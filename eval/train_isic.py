@@ -66,11 +66,10 @@ ALLOW_MISSING = False  # True: train even when CSV rows name image files that ar
 IMAGE_SIZE = 224  # px, side of the square network input
 CROP_SCALE = (0.4, 1.0)  # area range of the random resized crop in training
 MEAN = (0.763, 0.545, 0.570)  # per-channel normalisation, the paper's ISIC 2019 statistics
-STD = (0.141, 0.152, 0.169)
+STD = (0.141, 0.152, 0.169)  # per-channel standard deviation, the paper's ISIC 2019 statistics
 RESIZED_CACHE = "auto"  # one-time resized JPEG copies: auto (data/resized/...) | a folder | off (decode originals)
-# data-loader processes: by default the cores this process may use, at most 4 (more workers than cores only draw a
-# DataLoader warning); 0 = in the main process (a resumed run then repeats the exact batches)
-NUM_WORKERS = min(4, usable_cores())
+NUM_WORKERS = min(4, usable_cores())  # data-loader processes: the cores this process may use, at most 4 (more
+# workers than cores only draw a DataLoader warning); 0 = in the main process (a resumed run repeats the exact batches)
 CLASS_BALANCE = "loss"  # loss (CE weights 1/count) | sampler (classes drawn equally) | both (draws and weights by
 # 1/sqrt(count): balanced overall, not compounded) | none; counts of the train split
 # optimisation

@@ -88,7 +88,7 @@ CENTER_CROP = 0.5  # side of the centre patch, as a fraction of the image side
 PATCH_SCALE = (0.15, 0.5)  # area range of the random patch, as a fraction of the image
 GRAYSCALE_P = 0.2  # probability the random patch is turned gray
 MEAN = (0.763, 0.545, 0.570)  # normalisation (the paper's ISIC statistics)
-STD = (0.141, 0.152, 0.169)
+STD = (0.141, 0.152, 0.169)  # its per-channel standard deviation (the paper's ISIC statistics)
 # system
 DEVICE = "auto"  # 'auto' (cuda > mps > cpu) | 'cpu' | 'cuda' | 'cuda:1' | 'mps'
 AMP = "auto"  # 'auto' (bf16 on CUDA, off on CPU) | 'bf16' | 'off'

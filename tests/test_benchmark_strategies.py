@@ -8,12 +8,15 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from PIL import Image
 from test_search_parallel import _env, _lines, _wait_for
 
 from common.data.images import cache_path_for
 from common.runs import read_jsonl
 from conftest import ROOT, write_images
+
+pytestmark = pytest.mark.slow  # end to end: a benchmark_strategies.py process and the search.py processes it starts
 
 SEARCH_ARGS = ("--EPOCHS=2", "--INIT_CHANNELS=4", "--LAYERS=3", "--BATCH_SIZE=8", "--IMAGE_SIZE=16",
                "--DECODE_WORKERS=1", "--BUDGET_NETWORK=(8,3,32,4)", "--TPE_STARTUP=1", "--MIN_REFERENCE=1")

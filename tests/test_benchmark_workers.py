@@ -15,6 +15,7 @@ TINY = ["--DEVICE=cpu", "--PRESET=cpu", "--N_TRIALS=2", "--EPOCHS=1", "--INIT_CH
         "--CORES=1"]  # one thread per worker in both rows: a second one only waits for a core on a busy machine
 
 
+@pytest.mark.slow
 def test_one_worker_against_two_prints_both_rows_and_the_ratio(tmp_path, capsys):
     result = benchmark_workers.main([*TINY, f"--KEEP_DIR={tmp_path}"])
     out = capsys.readouterr().out.strip().splitlines()
@@ -63,6 +64,7 @@ def test_rows_add_up_their_rounds():
     assert benchmark_workers.peak_alloc_mb([{}]) is None
 
 
+@pytest.mark.slow
 def test_a_row_past_its_time_limit_is_stopped_with_its_processes_and_marked(tmp_path, capsys):
     result = benchmark_workers.main([*TINY, "--PER_DEVICE=(1,)", "--ROW_LIMIT_S=0.5", f"--KEEP_DIR={tmp_path}"])
     row, run_dir = result["rows"][0], tmp_path / "workers_1"

@@ -6,6 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 
+pytestmark = pytest.mark.slow  # end to end: two gloo ranks
+
 ROOT = Path(__file__).resolve().parents[1]
 WORLD = 2
 # the epochs of the ckpt.pt each rank finds in its own run folder, per scenario (None: no ckpt.pt there)

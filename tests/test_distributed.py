@@ -164,12 +164,14 @@ def ranks(tmp_path_factory):
     return run_ranks([sys.executable, "-m", "tests.test_distributed", str(out)], out, WORLD)
 
 
+@pytest.mark.slow
 def test_ranks_join_one_gloo_group(ranks):
     assert [(r["rank"], r["world"], r["local_rank"], r["backend"], r["device"]) for r in ranks] == [
         (0, 2, 0, "gloo", "cpu"), (1, 2, 1, "gloo", "cpu")]
     assert [r["main"] for r in ranks] == [True, False]
 
 
+@pytest.mark.slow
 def test_gather_returns_every_row_once_in_index_order(ranks):
     assert [r["shard_len"] for r in ranks] == [4, 3]  # 7 items: uneven shards
     for r in ranks:
@@ -182,11 +184,13 @@ def test_gather_returns_every_row_once_in_index_order(ranks):
     assert index.tolist() == list(range(N_EVAL)) and logits[0, 0] == 0.0
 
 
+@pytest.mark.slow
 def test_broadcast_and_mean(ranks):
     assert [r["broadcast"] for r in ranks] == [{"run_dir": "runs/eval/from-rank-0"}] * 2
     assert [r["mean"] for r in ranks] == [1.5, 1.5]
 
 
+@pytest.mark.slow
 def test_ddp_step_gives_identical_models_on_both_ranks(ranks):
     a, b = ranks[0], ranks[1]
     assert a["unused"] and a["unused"] == b["unused"]
@@ -199,6 +203,7 @@ def test_ddp_step_gives_identical_models_on_both_ranks(ranks):
     assert a["eval_equal"] and b["eval_equal"]
 
 
+@pytest.mark.slow
 def test_ddp_without_find_unused_fails_on_this_genotype(ranks):
     assert all("finished reduction" in r["without_detection"] for r in ranks)
 

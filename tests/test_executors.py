@@ -252,6 +252,7 @@ def test_devices_threads_and_kinds():
     subprocess.run([sys.executable, "-c", code], check=True, cwd=os.path.dirname(os.path.dirname(__file__)))
 
 
+@pytest.mark.slow
 def test_ray_runs_tasks_in_actors_and_resubmits_a_killed_one(setup_args, tmp_path):
     pytest.importorskip("ray")
     args = {"array": np.load(setup_args["npy"]), "count_file": setup_args["count_file"]}  # via the object store

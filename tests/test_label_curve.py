@@ -27,6 +27,7 @@ def argv(isic, out, fractions="(0.5, 1.0)", seeds="(0, 1)"):
             "--PRETRAIN_EPOCHS=1", "--EPOCHS=1", "--MIN_STEPS=2", f"--OUT_DIR={out}", f"--TRAIN_ARGS={TRAIN!r}"]
 
 
+@pytest.mark.slow
 def test_a_killed_curve_resumes_and_compare_groups_its_runs_over_three_split_seeds(isic, tmp_path, monkeypatch,
                                                                                      capsys):
     out = tmp_path / "curve"
@@ -81,6 +82,7 @@ def test_a_killed_curve_resumes_and_compare_groups_its_runs_over_three_split_see
     assert "±" in (tmp_path / "cmp" / "comparison.md").read_text()
 
 
+@pytest.mark.slow  # asks train_isic.py for its settings in a process of its own
 def test_settings_that_cannot_work_stop_before_a_folder(isic, tmp_path, capsys):
     out = tmp_path / "curve"
     for args, says in (

@@ -70,6 +70,7 @@ def test_citation_cff_structure():
         assert ref["authors"] and all(a.get("family-names") for a in ref["authors"]) and ref["year"]
 
 
+@pytest.mark.slow
 def test_pip_install_installs_common_and_every_stage_folder(tmp_path):
     # a real (no-deps) install of what a fresh clone holds (the files git sees; a stale build/ here would leak in):
     # what a user gets from `pip install .` must hold every module the scripts import

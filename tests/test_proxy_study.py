@@ -262,6 +262,7 @@ def _study(args, calls, interrupt_after_epoch=None):
             return proxy_study.main(args)
 
 
+@pytest.mark.slow
 def test_study_writes_every_file(tiny):
     run = tiny["run"]
     for name in ("config.json", "search_settings.json", "genotypes.json", "parts.jsonl", "pilot.json", "study.csv",
@@ -286,6 +287,7 @@ def test_study_writes_every_file(tiny):
     assert all(f"| {score} |" in report for score in scores)
 
 
+@pytest.mark.slow
 def test_labels_come_from_train_isic_runs_with_one_split_and_each_seed(tiny):
     run, calls = tiny["run"], tiny["calls"]
     assert len(calls) == 8  # 4 genotypes x 2 seeds, through train_isic's own training
@@ -306,6 +308,7 @@ def test_labels_come_from_train_isic_runs_with_one_split_and_each_seed(tiny):
     assert len(splits) == 1  # SEED changes, the split (SPLIT_SEED) does not
 
 
+@pytest.mark.slow
 def test_a_study_killed_during_a_labeled_training_resumes_it_from_its_checkpoint(tiny):
     assert len(tiny["killed"]) == 1 and tiny["calls"][0] == tiny["killed"][0]  # the same settings: the same run folder
     run = tiny["run"] / "train" / "random-00-s0"
@@ -320,6 +323,7 @@ def test_a_study_killed_during_a_labeled_training_resumes_it_from_its_checkpoint
     assert [(p["id"], p["part"]) for p in parts[:6]] == [(f"random-0{i // 2}", "train") for i in range(6)]
 
 
+@pytest.mark.slow
 def test_nce_is_the_searchs_own_trial_score_and_a_failed_part_is_recorded(tiny):
     rows = {r["id"]: r for r in read_study_csv(tiny["run"] / "study.csv")}
     trials = {t["trial"]: t for t in map(json.loads, (tiny["search"] / "trials.jsonl").read_text().splitlines())}
@@ -337,6 +341,7 @@ def test_nce_is_the_searchs_own_trial_score_and_a_failed_part_is_recorded(tiny):
     assert settings["INIT_CHANNELS"] == 4 and settings["EPOCHS"] == 1  # the search run's own settings
 
 
+@pytest.mark.slow
 def test_correlations_reproducible_and_search_percentile(tiny):
     corr = json.loads((tiny["run"] / "correlations.json").read_text())
     check_reproducible(tiny["run"] / "study.csv", corr)
@@ -347,6 +352,7 @@ def test_correlations_reproducible_and_search_percentile(tiny):
     assert corr["search"]["best"]["id"] == "search-01" and corr["search"]["n_random"] == 3
 
 
+@pytest.mark.slow
 def test_rerun_after_finished_marker_deleted_redoes_nothing(tiny, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(tiny["run"], run)
@@ -365,6 +371,7 @@ def test_rerun_after_finished_marker_deleted_redoes_nothing(tiny, tmp_path):
         _study(args, calls)
 
 
+@pytest.mark.slow
 def test_resume_after_kill_runs_only_the_missing_parts(tiny, tmp_path):
     """As if killed while search-01's last parts ran: their lines are missing (one torn); the finished train runs are
     read back, not trained again; the missing nce is computed again, to the same number."""
@@ -394,7 +401,7 @@ def test_resume_after_kill_runs_only_the_missing_parts(tiny, tmp_path):
     ("--K=2", "K"),
     ("--SEARCH_ARGS=('EPOCHS=1',)", "NAME=value"),
     ("--CORRELATE=best", "CORRELATE"),
-    ("--TRAIN_ARGS=('--LR=-1',)", "LR"),
+    pytest.param("--TRAIN_ARGS=('--LR=-1',)", "LR", marks=pytest.mark.slow),  # asks train_isic.py in a process
 ])
 def test_bad_settings_stop_before_a_run_folder(tmp_path, bad, match):
     out = tmp_path / "run"
@@ -408,6 +415,7 @@ def test_a_folder_that_is_no_search_run_is_refused(tmp_path):
         proxy_study.main([f"--SEARCH_RUN={tmp_path}", f"--OUT_DIR={tmp_path / 'run'}"])
 
 
+@pytest.mark.slow
 def test_nce_init_is_the_same_loss_without_learning(tiny):
     """nce_init: the search's loss with the weights left at initialisation, the same as training with LR 0."""
     from common.search.candidate import CandidateTrainer, TrainerSettings
@@ -435,6 +443,7 @@ def test_nce_init_is_the_same_loss_without_learning(tiny):
     assert all(torch.equal(a, b) for a, b in zip(before, trainer.model.parameters()))
 
 
+@pytest.mark.slow
 def test_a_pure_noise_truth_stops_after_the_pilot_with_one_line(tiny, tmp_path, monkeypatch):
     """Labeled results that are noise (no genotype differs from another): the pilot measures a reliability near 0
     and the study stops before any label-free score, naming the levers; --MIN_RELIABILITY=0 would go on."""
@@ -459,6 +468,7 @@ def test_a_pure_noise_truth_stops_after_the_pilot_with_one_line(tiny, tmp_path, 
     assert not (out / "finished.json").exists()  # the same command with --MIN_RELIABILITY=0 resumes from here
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", ["nce", "labeled"])
 def test_a_step_that_cannot_fit_stops_before_a_run_folder(tiny, tmp_path, monkeypatch, where):
     """The study probes nce's step (search settings) and the labeled step before any part and any folder: one line
@@ -483,19 +493,20 @@ def test_a_step_that_cannot_fit_stops_before_a_run_folder(tiny, tmp_path, monkey
     assert "\n" not in str(stop.value) and not out.exists()
 
 
-def test_the_committed_demo_study_reproduces_its_correlations_and_the_readme_table():
-    """images/study/: the demo study shipped with the README. Its study.csv gives every coefficient of its
-    correlations.json with scipy alone, and the README's table is that file's table."""
+def test_the_committed_demo_study_reproduces_its_correlations_and_the_docs_table():
+    """images/study/: the demo study shipped with the docs. Its study.csv gives every coefficient of its
+    correlations.json with scipy alone, and docs/study.md's table is that file's table."""
     from common.study.report import table_rows
 
     shipped = Path(__file__).resolve().parents[1] / "images" / "study"
     corr = json.loads((shipped / "correlations.json").read_text())
     assert corr["about"]["n_rows"] >= 40 and check_reproducible(shipped / "study.csv", corr) > 0
-    readme = (shipped.parents[1] / "README.md").read_text()
+    page = (shipped.parents[1] / "docs" / "study.md").read_text()
     for row in table_rows(corr):
-        assert "| " + " | ".join(row) + " |" in readme, row[0]
+        assert "| " + " | ".join(row) + " |" in page, row[0]
 
 
+@pytest.mark.slow
 def test_parts_in_two_worker_processes_measure_what_one_process_does(tiny, tmp_path):
     """WORKERS=2: the parts run in two spawned processes (each its own TrialContext and train_isic), recorded by the
     driver; every score and truth of the random genotypes equals the in-process study's."""

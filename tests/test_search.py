@@ -269,6 +269,7 @@ def cli_errors(images, tmp_path_factory):
     cache_path_for(data, 16).unlink(missing_ok=True)  # subprocesses cache under REPO_ROOT/data/cache
 
 
+@pytest.mark.slow
 def test_user_errors_exit_with_one_line(cli_errors):
     tmp, runs = cli_errors
     for name, (proc, words) in runs.items():
@@ -297,6 +298,7 @@ def _run_main_block(monkeypatch, capsys, argv):
     return subprocess.CompletedProcess(argv, exit_.value.code, out, err)
 
 
+@pytest.mark.slow
 def test_killed_search_resumes_where_it_stopped(images, tmp_path, repo_cache_cleanup, monkeypatch, capsys):
     data, out = tmp_path / "data", tmp_path / "run"
     shutil.copytree(images, data)

@@ -13,6 +13,8 @@ from common.data.images import cache_path_for
 from conftest import ROOT, write_images
 from test_search import TINY, _trials
 
+pytestmark = pytest.mark.slow  # end to end: search.py processes with worker processes or Ray
+
 
 def _env():
     return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}

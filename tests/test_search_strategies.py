@@ -47,6 +47,7 @@ def _replay(run):
     return records
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("algo, rule", [("evolution", "median"), ("tpe", "halving")])
 def test_a_killed_search_with_early_stopping_resumes_without_losing_or_repeating_a_trial(data, tmp_path, algo, rule):
     run = tmp_path / "run"

@@ -122,6 +122,7 @@ def epoch_lines(log, epoch):
     return sum(line.startswith(f"epoch {epoch}/{EPOCHS} |") for line in log.splitlines())
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="gloo torchrun job on Linux")
 def test_ddp_run_scores_every_image_once_and_rank_0_alone_writes(uninterrupted):
     run, log = uninterrupted
@@ -151,6 +152,7 @@ def test_ddp_run_scores_every_image_once_and_rank_0_alone_writes(uninterrupted):
     assert (run / "model_card.json").is_file() and len(list((run / "cam").glob("*.png"))) == 1
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="gloo torchrun job on Linux, /proc")
 def test_killed_ddp_job_resumes_to_the_uninterrupted_result(uninterrupted, resumed):
     full, _ = uninterrupted

@@ -221,6 +221,7 @@ def test_num_workers_default_fits_the_machine(script):
     assert script.NUM_WORKERS == min(4, usable_cores())
 
 
+@pytest.mark.slow
 def test_unknown_genotype_from_the_command_line(tmp_path):
     proc = subprocess.run(
         [sys.executable, "train_isic.py", "--GENOTYPE=CNAS_ISIC_s9", f"--OUT_DIR={tmp_path / 'run'}"],
