@@ -1,3 +1,3 @@
 """Data: image files decoded once and cached (images; search_images: the search's own), labeled dataset layouts and
 seeded splits (datasets), a class-stratified share of the labels (label_subset), images to pre-train on without any
-held-out one (unlabeled), training loaders, the search's views, and the built-in demo lesions."""
+held-out one (unlabeled), training loaders, and the built-in demo lesions."""
