@@ -1,4 +1,4 @@
-"""The search's views: shapes, normalisation, crops as a plain crop+resize would make them, seeded randomness."""
+"""The contrastive views: shapes, normalisation, crops as a plain crop+resize would make them, seeded randomness."""
 import pytest
 import torch
 import torch.nn.functional as F
