@@ -93,11 +93,6 @@ def runtime(device="auto", amp="auto", channels_last="auto"):
     return Runtime(device, dtype, last)
 
 
-def autocast_for(device, amp):
-    """amp 'auto' | 'bf16' | 'fp16' | 'off' on a torch.device -> an autocast context (a no-op when off)."""
-    return runtime(str(device), amp, "off").autocast()
-
-
 def check_resumed_runtime(run_dir, rt, allow_change=False):
     """A new run records its resolved runtime; a resumed one must match it (a CUDA bf16 run resumed on a CPU would
     otherwise go on in fp32 mid-run) unless `allow_change` (ALLOW_RUNTIME_CHANGE) says so."""

@@ -3,9 +3,9 @@
     cd search && python benchmark.py                    # CPU: a small network; CUDA: the paper's network and batch
     cd search && python benchmark.py --TRIAL_EPOCHS=2   # also time real epochs on a 25,331-image synthetic cache
 
-bound = the bare network (SearchNetwork.forward: one backbone pass per view, whole image and 2 patches, so each
+bound = the bare network (ContrastiveNet.forward: one backbone pass per view, whole image and 2 patches, so each
 view has its own BatchNorm statistics; both linear heads; a plain mean loss, backward, SGD step) on pre-made float
-tensors; trial = CandidateTrainer.step (views made on the device from the uint8 cache, the same per-view passes and
+tensors; trial = ContrastiveTrainer.step (views made on the device from the uint8 cache, the same per-view passes and
 heads, BankNCE loss + bank update, SGD step). Both count source images (batch / step time; each source image gives
 3 views). Bound and trial alternate round by round, so a change in the machine's load hits both sides alike. The
 last line printed is one JSON object.
@@ -23,10 +23,11 @@ import torch.nn.functional as F  # noqa: E402
 
 from common.arch import genotypes as G  # noqa: E402
 from common.config import ConfigError, config_names, configure, format_config, run_cli  # noqa: E402
-from common.data.views import ViewMaker  # noqa: E402
-from common.device import autocast_for, device_name, device_preset, pick_device  # noqa: E402
-from common.search.candidate import CandidateTrainer, TrainerSettings  # noqa: E402
-from common.search.contrastive import BankNCE  # noqa: E402
+from common.contrastive.loss import BankNCE  # noqa: E402
+from common.contrastive.trainer import ContrastiveSettings, ContrastiveTrainer, check_amp  # noqa: E402
+from common.contrastive.views import ViewMaker  # noqa: E402
+from common.device import device_name, device_preset, pick_device, runtime  # noqa: E402
+from common.search.candidate import candidate  # noqa: E402
 
 # -----------------------------------------------------------------------------
 # what is trained (the PRESET for the device may change these; see PRESETS)
@@ -55,7 +56,7 @@ PROJECT_EPOCHS = 10  # epochs of a paper trial, for the projected seconds per tr
 # system
 DEVICE = "auto"  # 'auto' (cuda > mps > cpu) | 'cpu' | 'cuda' | 'cuda:1' | 'mps'
 PRESET = "auto"  # 'auto' ('cuda' on a CUDA device, else 'cpu') | 'cpu' | 'cuda'
-AMP = "auto"  # 'auto' (bf16 and off on CUDA, off elsewhere) | 'bf16' | 'off'
+AMP = "auto"  # 'auto' (bf16 and off on CUDA, off elsewhere) | 'bf16' | 'fp16' (GPU only; loss-scaled) | 'off'
 CHANNELS_LAST = True  # layout of the headline rows (NHWC; faster on CUDA and for depthwise convs on CPU)
 THREADS = None  # CPU threads for torch (None = torch's default)
 SEED = 0  # images, weights and every random draw
@@ -76,18 +77,18 @@ def resolve_preset(argv):
 
 
 def amp_modes(amp, device):
-    """The AMP settings to measure: 'auto' -> ['bf16', 'off'] on CUDA (both), ['off'] elsewhere."""
+    """The AMP settings to measure: 'auto' -> ['bf16', 'off'] on CUDA (both), ['off'] elsewhere; else the one asked
+    for, if contrastive training takes it (check_amp) and this device has it (runtime: fp16 needs a GPU)."""
     if amp == "auto":
         return ["bf16", "off"] if device.type == "cuda" else ["off"]
-    if amp not in ("bf16", "off"):  # as in the search: trials have no gradient scaler, so no fp16
-        raise ConfigError(f"AMP must be 'auto', 'bf16' or 'off', not {amp!r}")
+    runtime(str(device), check_amp(amp))
     return [amp]
 
 
-def amp_dtype(device, amp):
-    """The dtype the heads emit under this AMP mode (what BankNCE receives in a real step)."""
-    with autocast_for(device, amp):
-        return F.linear(torch.zeros(1, 1, device=device), torch.zeros(1, 1, device=device)).dtype
+def amp_dtype(rt):
+    """The dtype the heads emit under this runtime's autocast (what BankNCE receives in a real step)."""
+    with rt.autocast():
+        return F.linear(torch.zeros(1, 1, device=rt.device), torch.zeros(1, 1, device=rt.device)).dtype
 
 
 # ---- timing helpers --------------------------------------------------------------------------------------
@@ -144,26 +145,29 @@ def index_stream(n, batch, generator, device):
 
 
 def make_trainer(cfg, images, views, device, amp, channels_last):
-    """A CandidateTrainer as search.py builds one, its bank filled with random unit rows instead of fill_bank()."""
+    """A ContrastiveTrainer as a search trial builds one, its bank filled with random unit rows instead of fill_bank()."""
     genotype, _ = G.resolve(cfg["GENOTYPE"])
-    trainer = CandidateTrainer(genotype, images, views, TrainerSettings(
-        init_channels=cfg["INIT_CHANNELS"], layers=cfg["LAYERS"], lr=cfg["LR"], momentum=cfg["MOMENTUM"],
-        weight_decay=0.0, tau=cfg["TAU"], bank_momentum=cfg["BANK_MOMENTUM"], patch_weight=cfg["PATCH_WEIGHT"],
-        batch_size=cfg["BATCH_SIZE"], device=device, amp=amp, channels_last=channels_last, seed=cfg["SEED"],
-        proj_dim=cfg["PROJ_DIM"], negatives_per_image=cfg["NEGATIVES"],
-    ))
+    settings = ContrastiveSettings(
+        rt=runtime(str(device), amp, "on" if channels_last else "off"), batch_size=cfg["BATCH_SIZE"], lr=cfg["LR"],
+        momentum=cfg["MOMENTUM"], weight_decay=0.0, tau=cfg["TAU"], bank_momentum=cfg["BANK_MOMENTUM"],
+        patch_weight=cfg["PATCH_WEIGHT"], proj_dim=cfg["PROJ_DIM"], negatives_per_image=cfg["NEGATIVES"], seed=cfg["SEED"],
+    )
+    trainer = ContrastiveTrainer(candidate(genotype, cfg["INIT_CHANNELS"], cfg["LAYERS"]), images, views, settings)
     trainer.criterion.bank.vectors.copy_(random_bank(len(images), cfg["PROJ_DIM"], cfg["SEED"], device))
     return trainer
 
 
 def bound_step(trainer, whole, patches):
-    """The bare network's step: one backbone pass per view + both heads, a plain mean loss, backward, SGD step."""
-    with autocast_for(trainer.device, trainer.amp):
-        f_whole, f_patch = trainer.model(whole, patches)
+    """The bare network's step: one backbone pass per view + both heads, a plain mean loss, backward, SGD step (through
+    the trainer's gradient scaler, as its own step: a no-op unless fp16)."""
+    rt = trainer.rt
+    with rt.autocast():
+        f_whole, f_patch = trainer.net(rt.inputs(whole), [rt.inputs(p) for p in patches])
     loss = f_whole.float().mean() + f_patch.float().mean()
     trainer.optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    trainer.optimizer.step()
+    trainer.scaler.scale(loss).backward()
+    trainer.scaler.step(trainer.optimizer)
+    trainer.scaler.update()
 
 
 def nce_step(criterion, idx, f_whole, f_patch, generator):
@@ -243,7 +247,7 @@ def measure(cfg, device, images, views, amp, channels_last, bound_only=False, lo
         criterion = BankNCE(len(images), cfg["PROJ_DIM"], cfg["TAU"], cfg["BANK_MOMENTUM"], cfg["PATCH_WEIGHT"],
                             cfg["NEGATIVES"]).to(device)
         criterion.bank.vectors.copy_(random_bank(len(images), cfg["PROJ_DIM"], cfg["SEED"] + 1, device))
-        dtype = amp_dtype(device, amp)
+        dtype = amp_dtype(trainer.rt)
         feats = [torch.randn(cfg["BATCH_SIZE"], cfg["PROJ_DIM"], device=device).to(dtype).requires_grad_()
                  for _ in range(2)]
         nce = lambda: nce_step(criterion, next(batches), feats[0], feats[1], trainer.generator)  # noqa: E731
@@ -314,7 +318,7 @@ def print_table(result, log=print):
         f"{r['image_size']} px | bank {r['n_images']:,} x {r['proj_dim']} | {r['negatives']} negatives per image")
     log("img/s counts source images on both sides: batch / step time (each source image gives 3 views)")
     log("bound = network (one pass per view) + heads + mean loss + backward + SGD on pre-made tensors; "
-        "trial = CandidateTrainer.step; data = cache index + views (cache on the device)")
+        "trial = ContrastiveTrainer.step; data = cache index + views (cache on the device)")
     head = f"{'amp':<5} {'layout':<13} {'bound img/s':>11} {'trial img/s':>11} {'ratio':>6} {'step ms':>8} " \
            f"{'nce ms':>7} {'loss':>6} {'data ms':>7} {'data':>6}"
     log(head + "\n" + "-" * len(head))

@@ -34,7 +34,6 @@ import torch  # noqa: E402
 from common.child import run_script  # noqa: E402
 from common.config import (  # noqa: E402
     ConfigError,
-    check_choice,
     check_number,
     check_tuple,
     config_names,
@@ -42,9 +41,10 @@ from common.config import (  # noqa: E402
     format_config,
     run_cli,
 )
+from common.contrastive.trainer import check_amp  # noqa: E402
 from common.data.images import cache_path_for  # noqa: E402
 from common.data.search_images import load_images  # noqa: E402
-from common.device import cpu_name, device_preset, pick_device, usable_cores  # noqa: E402
+from common.device import cpu_name, device_preset, pick_device, runtime, usable_cores  # noqa: E402
 from common.runs import read_jsonl  # noqa: E402
 
 # -----------------------------------------------------------------------------
@@ -58,7 +58,7 @@ IMAGE_SIZE = 32  # px, side of the cached images and of every view
 N_IMAGES = 25331  # images searched = memory bank rows (ISIC 2019's training set); synthetic unless DATA_DIR
 DATA_DIR = None  # a folder of real images (a seeded subset of N_IMAGES of them); None = synthetic noise images
 BUDGET_NETWORK = (58, 24, 224, 8)  # search.py's: the eval network (C, cells, px, classes) each proposal is sized as
-AMP = "auto"  # 'auto' (bf16 on CUDA, off on CPU) | 'bf16' | 'off'
+AMP = "auto"  # 'auto' (bf16 on CUDA, off on CPU) | 'bf16' | 'fp16' (GPU only; loss-scaled) | 'off'
 # what is compared
 PER_DEVICE = (1, 2, 4)  # trials in flight per device, one row each: WORKERS = n x GPUs on CUDA, n on the CPU
 CORES = None  # CPU cores shared out: a row with WORKERS=w gives each worker CORES // w threads (None = all usable)
@@ -103,7 +103,7 @@ def check_settings(cfg):
     check_number(cfg, "ROW_LIMIT_S", 0, lo_open=True, none_ok=True)
     check_number(cfg, "MEMORY_POLL_S", 0, lo_open=True)
     check_tuple(cfg, "BUDGET_NETWORK", 4, 1, example=(58, 24, 224, 8))
-    check_choice(cfg, "AMP", ("auto", "bf16", "off"))
+    check_amp(cfg["AMP"])
     per = cfg["PER_DEVICE"]
     if not per or len(set(per)) < len(per) or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1
                                                        for n in per):
@@ -292,6 +292,7 @@ def main(argv=None):
     cfg, from_preset = configure(globals(), resolve_preset(argv), PRESETS)
     check_settings(cfg)
     device = pick_device(cfg["DEVICE"])
+    runtime(str(device), cfg["AMP"])  # fp16 on a device without it: refused here, not in every row's search
     n_devices = device_count(device, cfg["DEVICE"])
     cores = cfg["CORES"] or usable_cores()
     if cfg["DATA_DIR"] is not None and not Path(cfg["DATA_DIR"]).expanduser().is_dir():

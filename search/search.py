@@ -26,6 +26,7 @@ from common.config import (  # noqa: E402
     format_config,
     run_cli,
 )
+from common.contrastive.trainer import check_amp  # noqa: E402
 from common.data.search_images import check_data_dir, load_images  # noqa: E402
 from common.device import check_resumed_runtime, runtime  # noqa: E402
 from common.figures import plot_search_curve  # noqa: E402
@@ -91,7 +92,7 @@ MEAN = (0.763, 0.545, 0.570)  # normalisation (the paper's ISIC statistics)
 STD = (0.141, 0.152, 0.169)  # its per-channel standard deviation (the paper's ISIC statistics)
 # system
 DEVICE = "auto"  # 'auto' (cuda > mps > cpu) | 'cpu' | 'cuda' | 'cuda:1' | 'mps'
-AMP = "auto"  # 'auto' (bf16 on CUDA, off on CPU) | 'bf16' | 'off'
+AMP = "auto"  # 'auto' (bf16 on CUDA, off on CPU) | 'bf16' | 'fp16' (GPU only; loss-scaled) | 'off'
 CHANNELS_LAST = "auto"  # 'auto' (on for CUDA and CPU, off for MPS) | 'on' | 'off': NHWC; depthwise convs need it on CPU
 THREADS = 0  # CPU threads for torch; 0 = torch's default (one per core); 1 can be faster on a busy machine
 DECODE_WORKERS = None  # processes that decode images for the cache (None = all cores)
@@ -151,8 +152,7 @@ def check_settings(cfg):
     check_tuple(cfg, "PATCH_SCALE", 2, 0.01, 1, increasing=True, example=(0.15, 0.5))
     check_tuple(cfg, "MEAN", 3, 0, 1, example=(0.763, 0.545, 0.570))
     check_tuple(cfg, "STD", 3, 1e-6, example=(0.141, 0.152, 0.169))
-    if cfg["AMP"] == "fp16":  # a trial has no gradient scaler; bf16 keeps fp32's range and needs none
-        raise ConfigError("--AMP=fp16 is not supported by the search; use --AMP=bf16 (or auto, or off)")
+    check_amp(cfg["AMP"])
     if cfg["DATA_DIR"] is not None:
         check_data_dir(Path(cfg["DATA_DIR"]).expanduser())
 

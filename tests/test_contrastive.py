@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from common.search.contrastive import BankNCE, MemoryBank, nce_loss
+from common.contrastive.loss import BankNCE, MemoryBank, nce_loss
 
 
 def _unit_bank(n, d, seed=0):

@@ -1,8 +1,8 @@
 """The failure policy for candidates: any exception is the candidate's failure, but not the driver's own errors."""
 import pytest
 
+from common.contrastive.trainer import NonFiniteLoss
 from common.failures import DriverError, failure_reason, is_candidate_failure, run_candidate
-from common.search.candidate import NonFiniteLoss
 
 
 def _raise(exc):

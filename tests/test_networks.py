@@ -1,14 +1,14 @@
-"""Every named genotype builds a search and an evaluation network that run forward and backward cleanly."""
+"""Every named genotype builds a search backbone and an evaluation network that run forward and backward cleanly."""
 import pytest
 import torch
 
 from common.arch import genotypes as G
 from common.arch.networks import EvalNetwork, SearchNetwork
+from common.device import Runtime
 
 
-def _views(b=4, size=16, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn(b, 3, size, size, generator=g), torch.randn(2, b, 3, size, size, generator=g)
+def _images(b=4, size=16, seed=0):
+    return torch.randn(b, 3, size, size, generator=torch.Generator().manual_seed(seed))
 
 
 def _dead_prefixes(model):
@@ -48,11 +48,9 @@ def test_only_the_s5_reduction_cell_has_an_unused_node(name):
 def test_search_network_forward_backward(name):
     torch.manual_seed(0)
     model = SearchNetwork(getattr(G, name), C=4, layers=3)
-    whole, patches = _views()
-    f_whole, f_patch = model(whole, patches)
-    assert f_whole.shape == (4, 256) and f_patch.shape == (4, 256)
-    assert torch.isfinite(f_whole).all() and torch.isfinite(f_patch).all()
-    (f_whole.square().mean() + f_patch.square().mean()).backward()
+    feats = model(_images())
+    assert feats.shape == (4, model.feature_dim) and torch.isfinite(feats).all()
+    feats.square().mean().backward()
     _check_grads(model)
 
 
@@ -62,7 +60,7 @@ def test_search_network_paper_size():
     assert model.feature_dim == 512
     assert len(model.cells) == 8 and sum(c.reduction for c in model.cells) == 2
     with torch.no_grad():
-        feats = model.features(torch.randn(2, 3, 32, 32))
+        feats = model(torch.randn(2, 3, 32, 32))
     assert feats.shape == (2, 512) and torch.isfinite(feats).all()
 
 
@@ -70,31 +68,14 @@ def test_search_network_paper_size():
 def test_search_network_channels_last_matches_nchw(train):
     torch.manual_seed(0)
     model = SearchNetwork(G.DARTS_V2, C=4, layers=3).train(train)
-    whole, patches = _views(b=3)
+    x = _images(b=3)
+    rt = Runtime(torch.device("cpu"), channels_last=True)
     with torch.no_grad():
-        ref = model(whole, patches)
-        model.use_channels_last()
+        ref = model(x)
+        model = rt.place(model)
         assert model.stem[0].weight.is_contiguous(memory_format=torch.channels_last)
-        out = model(whole, patches)
-    for a, b in zip(ref, out):
-        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
-
-
-def test_search_network_runs_each_view_by_itself():
-    """Training-mode BatchNorm sees one view at a time: no view's output depends on another view's content."""
-    torch.manual_seed(0)
-    model = SearchNetwork(G.DARTS_V2, C=4, layers=3).use_channels_last().train()
-    whole, patches = _views(b=5)
-    with torch.no_grad():
-        f_whole, f_patch = model(whole, patches)
-        torch.testing.assert_close(f_whole, model.represent(whole))  # what the bank is filled with
-        other_whole, _ = model(whole, 5 * patches + 1)  # patches with very different statistics
-        torch.testing.assert_close(other_whole, f_whole)
-        # the patch head sees [view 0 | view 1] per image, each view's features from its own pass
-        alone = torch.cat([model.features(patches[0]), model.features(patches[1])], dim=1)
-        torch.testing.assert_close(f_patch, model.head_patch(alone))
-        _, other_patch = model(whole * 3, patches)  # nor does the whole image reach the patch output
-        torch.testing.assert_close(other_patch, f_patch)
+        out = model(rt.inputs(x))
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
 
 
 def test_auxiliary_head_matches_darts():

@@ -17,8 +17,8 @@ import proxy_study
 import search
 from common.arch import genotypes as G
 from common.config import ConfigError
+from common.contrastive.trainer import NonFiniteLoss
 from common.labeled import run as labeled_run
-from common.search.candidate import NonFiniteLoss
 from common.study import measure as study_measure
 from common.study.analysis import HIGHER_IS_BETTER, correlations
 from common.study.analysis import CorrelationSettings as Judging
@@ -418,7 +418,8 @@ def test_a_folder_that_is_no_search_run_is_refused(tmp_path):
 @pytest.mark.slow
 def test_nce_init_is_the_same_loss_without_learning(tiny):
     """nce_init: the search's loss with the weights left at initialisation, the same as training with LR 0."""
-    from common.search.candidate import CandidateTrainer, TrainerSettings
+    from common.contrastive.trainer import ContrastiveSettings, ContrastiveTrainer
+    from common.search.candidate import candidate
     from common.search.trial import nce_score, trial_context
 
     settings = json.loads((tiny["run"] / "search_settings.json").read_text())
@@ -434,13 +435,13 @@ def test_nce_init_is_the_same_loss_without_learning(tiny):
     assert frozen["loss"] != pytest.approx(trained["loss"], abs=1e-5)  # learning changes it
     rows = {r["id"]: r for r in read_study_csv(tiny["run"] / "study.csv")}
     assert all(r["nce_init"] != "" and r["nce_init_e1"] != "" for r in rows.values())
-    trainer = CandidateTrainer(G.DARTS_V2, ctx.images, ctx.views, TrainerSettings(
-        init_channels=4, layers=3, lr=0.1, momentum=0.9, weight_decay=0.0, tau=0.07, bank_momentum=0.5,
-        patch_weight=0.5, batch_size=8, device=ctx.rt.device, learn=False))
-    before = [p.detach().clone() for p in trainer.model.parameters()]
+    trainer = ContrastiveTrainer(candidate(G.DARTS_V2, 4, 3), ctx.images, ctx.views, ContrastiveSettings(
+        rt=ctx.rt, lr=0.1, momentum=0.9, weight_decay=0.0, tau=0.07, bank_momentum=0.5, patch_weight=0.5, batch_size=8,
+        learn=False))
+    before = [p.detach().clone() for p in trainer.net.parameters()]
     trainer.fill_bank()
     trainer.train_epoch()
-    assert all(torch.equal(a, b) for a, b in zip(before, trainer.model.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(before, trainer.net.parameters()))
 
 
 @pytest.mark.slow

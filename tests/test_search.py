@@ -18,10 +18,10 @@ from PIL import Image
 import common.data.images
 import search
 from common.arch import genotypes as G
-from common.arch.networks import SearchNetwork
 from common.config import ConfigError
+from common.contrastive.net import ContrastiveNet
+from common.contrastive.trainer import ContrastiveTrainer
 from common.data.images import cache_path_for
-from common.search import candidate as trial_module
 from common.search import trial as search_trial
 from conftest import ROOT, write_images
 
@@ -148,8 +148,8 @@ def _nan_in_trial(monkeypatch, bad_trials):
         if len(calls) not in bad_trials:
             return real(genotype, *args, **kwargs)
         with monkeypatch.context() as m:
-            features = SearchNetwork.features
-            m.setattr(SearchNetwork, "features", lambda self, x: features(self, x) * float("nan"))
+            features = ContrastiveNet.features
+            m.setattr(ContrastiveNet, "features", lambda self, x: features(self, x) * float("nan"))
             return real(genotype, *args, **kwargs)
 
     monkeypatch.setattr(search_trial, "run_trial", run_trial)
@@ -172,7 +172,7 @@ def test_a_failed_candidate_is_freed_before_the_next_trial(images, tmp_path, mon
     """After a failure the trainer (model, bank, optimizer) is gone when memory is released, not still held by the
     exception's traceback: on a GPU that would turn one out-of-memory trial into a cascade."""
     trainers, checks = [], []
-    init = trial_module.CandidateTrainer.__init__
+    init = ContrastiveTrainer.__init__
 
     def tracked_init(self, *args, **kwargs):
         trainers.append(weakref.ref(self))
@@ -184,7 +184,7 @@ def test_a_failed_candidate_is_freed_before_the_next_trial(images, tmp_path, mon
         release(device)
         checks.append([ref() is None for ref in trainers])
 
-    monkeypatch.setattr(trial_module.CandidateTrainer, "__init__", tracked_init)
+    monkeypatch.setattr(ContrastiveTrainer, "__init__", tracked_init)
     monkeypatch.setattr(search_trial, "release_memory", checked_release)
     calls = _nan_in_trial(monkeypatch, {1})
     real = search_trial.run_trial

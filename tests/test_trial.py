@@ -6,8 +6,10 @@ import torch
 import torch.nn.functional as F
 
 from common.arch import genotypes as G
-from common.data.views import ViewMaker
-from common.search.candidate import CandidateTrainer, NonFiniteLoss, TrainerSettings, run_trial
+from common.contrastive.trainer import ContrastiveSettings, ContrastiveTrainer, NonFiniteLoss
+from common.contrastive.views import ViewMaker
+from common.device import runtime
+from common.search.candidate import candidate, run_trial
 
 SIZE = 16  # px, tiny images and views
 
@@ -18,11 +20,14 @@ def _images(n=16, seed=0):
 
 
 def _settings(**over):
-    kw = dict(init_channels=4, layers=3, lr=0.05, momentum=0.9, weight_decay=3e-4, tau=0.1, bank_momentum=0.5,
-              patch_weight=0.5, batch_size=8, device=torch.device("cpu"), amp="off", channels_last=True, seed=0,
-              proj_dim=16)
+    kw = dict(lr=0.05, momentum=0.9, weight_decay=3e-4, tau=0.1, bank_momentum=0.5, patch_weight=0.5, batch_size=8,
+              rt=runtime("cpu", "off", "on"), seed=0, proj_dim=16)
     kw.update(over)
-    return TrainerSettings(**kw)
+    return ContrastiveSettings(**kw)
+
+
+def _net(genotype=G.DARTS_V2):
+    return candidate(genotype, 4, 3)  # C=4, 3 cells
 
 
 class _Recorder:
@@ -53,13 +58,13 @@ def test_bank_fill_and_training_step_give_the_same_whole_image_feature():
     fixed = ViewMaker(SIZE)
     # the same views on every call, so the bank fill and the step see the same input batch
     views = lambda imgs, generator: fixed(imgs, torch.Generator().manual_seed(1))  # noqa: E731
-    trainer = CandidateTrainer(G.DARTS_V2, images, views, _settings())
+    trainer = ContrastiveTrainer(_net(), images, views, _settings())
     trainer.fill_bank()
     bank = trainer.criterion.bank.vectors.clone()
     assert torch.allclose(bank.norm(dim=1), torch.ones(len(images)))  # every row filled
 
     seen = []
-    trainer.model.register_forward_hook(lambda module, args, out: seen.append(out[0].detach().clone()))
+    trainer.net.register_forward_hook(lambda module, args, out: seen.append(out[0].detach().clone()))
     idx = torch.arange(8)  # the first fill batch (16 images in batches of 8), in the same order
     trainer.step(idx)
     (f_whole,) = seen
@@ -70,7 +75,7 @@ def test_fill_bank_splits_the_images_evenly():
     images = _images(n=17)
     sizes = []
     views = lambda imgs, generator: (sizes.append(len(imgs)), ViewMaker(SIZE)(imgs, generator))[1]  # noqa: E731
-    trainer = CandidateTrainer(G.DARTS_V2, images, views, _settings(batch_size=8))
+    trainer = ContrastiveTrainer(_net(), images, views, _settings(batch_size=8))
     trainer.fill_bank()
     assert sizes == [6, 6, 5]  # not 8, 8, 1: no image is normalised within a one-image batch
     assert torch.allclose(trainer.criterion.bank.vectors.norm(dim=1), torch.ones(17))
@@ -78,7 +83,7 @@ def test_fill_bank_splits_the_images_evenly():
 
 def _record_trial(genotype, seed):
     rec = _Recorder()
-    result = run_trial(genotype, _images(), ViewMaker(SIZE), _settings(seed=seed), epochs=2, on_trainer=rec)
+    result = run_trial(_net(genotype), _images(), ViewMaker(SIZE), _settings(seed=seed), epochs=2, on_trainer=rec)
     return rec, result
 
 
@@ -101,7 +106,7 @@ def test_different_genotypes_with_one_seed_see_the_same_views_negatives_and_batc
 def test_run_trial_releases_the_trainer_when_it_returns():
     refs = []
     keep = lambda trainer: refs.append(weakref.ref(trainer))  # noqa: E731
-    result = run_trial(G.DARTS_V2, _images(), ViewMaker(SIZE), _settings(), epochs=1, on_trainer=keep)
+    result = run_trial(_net(), _images(), ViewMaker(SIZE), _settings(), epochs=1, on_trainer=keep)
     assert result["loss"] > 0 and len(refs) == 1
     assert refs[0]() is None  # freed by reference counting alone, no gc.collect() needed
 
@@ -126,7 +131,7 @@ def test_run_trial_releases_the_trainer_when_it_raises(breaks):
         breaks(trainer)
 
     try:
-        run_trial(G.DARTS_V2, _images(), ViewMaker(SIZE), _settings(), epochs=1, on_trainer=on_trainer)
+        run_trial(_net(), _images(), ViewMaker(SIZE), _settings(), epochs=1, on_trainer=on_trainer)
     except (NonFiniteLoss, RuntimeError) as exc:
         assert exc.__traceback__ is not None  # the exception and its traceback are still alive here...
         assert refs[0]() is None  # ...yet hold no reference to the trainer
@@ -141,10 +146,10 @@ def test_run_trial_asks_the_stop_rule_after_every_epoch_but_the_last():
         seen.append(list(losses))
         return "enough" if len(losses) == 2 else None
 
-    stopped = run_trial(G.DARTS_V2, _images(), ViewMaker(SIZE), _settings(), epochs=4, stop=stop)
+    stopped = run_trial(_net(), _images(), ViewMaker(SIZE), _settings(), epochs=4, stop=stop)
     assert len(stopped["epoch_losses"]) == 2 and stopped["stopped"] == "enough"
     assert stopped["loss"] == stopped["epoch_losses"][-1] and [len(s) for s in seen] == [1, 2]
     seen.clear()
-    full = run_trial(G.DARTS_V2, _images(), ViewMaker(SIZE), _settings(), epochs=2, stop=lambda losses: seen.append(1))
+    full = run_trial(_net(), _images(), ViewMaker(SIZE), _settings(), epochs=2, stop=lambda losses: seen.append(1))
     assert full["stopped"] is None and len(full["epoch_losses"]) == 2 and seen == [1]  # not after the last epoch
     assert full["epoch_losses"] == stopped["epoch_losses"]  # the rule only cuts the curve short

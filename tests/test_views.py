@@ -1,9 +1,9 @@
-"""The search's views: shapes, normalisation, crops as a plain crop+resize would make them, seeded randomness."""
+"""The contrastive views: shapes, normalisation, crops as a plain crop+resize would make them, seeded randomness."""
 import pytest
 import torch
 import torch.nn.functional as F
 
-from common.data.views import ViewMaker
+from common.contrastive.views import ViewMaker
 
 MEAN, STD = (0.5, 0.25, 0.125), (0.5, 0.25, 0.2)
 NO_JITTER = (0.0, 0.0, 0.0, 0.0)

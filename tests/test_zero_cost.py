@@ -9,7 +9,7 @@ from scipy.spatial.distance import cdist
 
 from common.arch.genotypes import DARTS_V2
 from common.arch.networks import SearchNetwork
-from common.data.views import ViewMaker
+from common.contrastive.views import ViewMaker
 from common.search.zero_cost import SCORES, ScoreSettings, naswot, score_batch, score_candidate, synflow
 
 
@@ -102,7 +102,7 @@ def _eval_features(model, x):
     for m in model.modules():
         if isinstance(m, nn.BatchNorm2d):
             m.eval()
-    return model.features(x)
+    return model(x)
 
 
 def _chain(weights, relu_between):

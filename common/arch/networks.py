@@ -1,4 +1,4 @@
-"""Networks built from a genotype: the CIFAR-style search network and the ImageNet-style evaluation network."""
+"""Networks built from a genotype: the CIFAR-style search backbone and the ImageNet-style evaluation network."""
 import torch
 import torch.nn as nn
 
@@ -75,51 +75,25 @@ def _stack_cells(genotype, c_prev_prev, c_prev, c, layers, reduce_prev_first):
 
 
 class SearchNetwork(nn.Module):
-    """CIFAR-style candidate for the contrastive search: 3x3 stem, cells, global pool, two projection heads.
+    """CIFAR-style backbone of a search candidate: 3x3 stem, cells, global pool -> (N, feature_dim) features.
 
-    With C=32, 8 cells and 4-node concat the pooled feature is 512-d (4 x 128 channels).
+    With C=32, 8 cells and 4-node concat the pooled feature is 512-d (4 x 128 channels). The two projection heads the
+    contrastive loss trains it with are common/contrastive/net.py's ContrastiveNet (ContrastiveNet.search_candidate).
+    Memory format is the caller's: common.device.Runtime places the weights and converts the inputs alike.
     """
 
-    def __init__(self, genotype, C=32, layers=8, stem_multiplier=3, proj_dim=256, n_patch_views=2):
+    def __init__(self, genotype, C=32, layers=8, stem_multiplier=3):
         super().__init__()
         c_stem = stem_multiplier * C
         self.stem = nn.Sequential(nn.Conv2d(3, c_stem, 3, padding=1, bias=False), nn.BatchNorm2d(c_stem))
         self.cells, self.feature_dim = _stack_cells(genotype, c_stem, c_stem, C, layers, False)
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.head_whole = nn.Linear(self.feature_dim, proj_dim)  # whole image -> representation
-        self.head_patch = nn.Linear(n_patch_views * self.feature_dim, proj_dim)  # concatenated patch views
-        self.channels_last = False  # set by use_channels_last(); inputs are converted to match the weights
 
-    def use_channels_last(self):
-        self.channels_last = True
-        return self.to(memory_format=torch.channels_last)
-
-    def features(self, x):  # (N, 3, H, W) -> (N, feature_dim)
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
+    def forward(self, x):  # (N, 3, H, W) -> (N, feature_dim)
         s0 = s1 = self.stem(x)
         for cell in self.cells:
             s0, s1 = s1, cell(s0, s1)
         return self.pool(s1).flatten(1)
-
-    def represent(self, whole):
-        """whole (B, 3, H, W) -> (B, D): the whole-image representation, exactly as forward computes it."""
-        return self.head_whole(self.features(whole))
-
-    def forward(self, whole, patches):
-        """whole (B, 3, H, W), patches (V, B, 3, H, W) -> (whole (B, D), patch (B, D)), one backbone pass per view.
-
-        In training mode BatchNorm normalises with the statistics of the batch it is given. One pass per view gives
-        every view its own statistics, as the original CSNAS did, and makes the whole-image output equal to
-        represent(whole) alone (what the memory bank is filled with). One joint pass over all views would normalise
-        each view with the mixture's statistics: at init (CNAS_ISIC_s5, C=16, 5 cells, 64 noise images) an image's
-        whole-image feature from a joint pass then had cosine 0.78 to its feature alone, about what two different
-        images have (0.73). On a 2-core CPU (same network, channels_last) three passes cost what one joint pass does,
-        within noise; so did a BatchNorm computing statistics per view group in one pass.
-        """
-        f_whole = self.represent(whole)
-        f_patch = torch.cat([self.features(p) for p in patches.unbind(0)], dim=1)  # (B, V*F): view v at [vF, (v+1)F)
-        return f_whole, self.head_patch(f_patch)
 
 
 class AuxiliaryHeadImageNet(nn.Module):

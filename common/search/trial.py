@@ -17,12 +17,13 @@ from tqdm import tqdm
 
 from common.arch import genotypes as G
 from common.arch.cell_cost import eval_network_size
-from common.data.views import ViewMaker
+from common.contrastive.trainer import ContrastiveSettings, ContrastiveTrainer, NonFiniteLoss
+from common.contrastive.views import ViewMaker
 from common.device import Runtime, runtime
 from common.failures import run_candidate
 from common.memory import available_bytes, probe_step
 from common.search import early_stop
-from common.search.candidate import CandidateTrainer, NonFiniteLoss, TrainerSettings, run_trial
+from common.search.candidate import candidate, run_trial
 
 SCORES = ("nce", "nce_init", "naswot", "synflow")
 
@@ -101,11 +102,12 @@ def largest_candidate(steps=G.STEPS):
 def step_memory(ctx):
     """Peak memory of one training step of the largest candidate at BATCH_SIZE (common/memory.py's probe)."""
     cfg, rt = ctx.cfg, ctx.rt
-    trainer = CandidateTrainer(largest_candidate(), ctx.images, ctx.views, trainer_settings(cfg, rt))
+    make_net = candidate(largest_candidate(), cfg["INIT_CHANNELS"], cfg["LAYERS"])
+    trainer = ContrastiveTrainer(make_net, ctx.images, ctx.views, trainer_settings(cfg, rt))
     idx = torch.arange(len(ctx.images), device=rt.device)
     batch = min(cfg["BATCH_SIZE"], len(ctx.images))
     # a throwaway trainer: the probe steps train it
-    mem = probe_step(lambda b: trainer.step(idx[:b]), rt.device, batch_size=batch, params=trainer.model.parameters())
+    mem = probe_step(lambda b: trainer.step(idx[:b]), rt.device, batch_size=batch, params=trainer.net.parameters())
     trainer = None
     release_memory(rt.device)
     return mem
@@ -118,12 +120,11 @@ def repeat_seeds(seed, repeats):
 
 
 def trainer_settings(cfg, rt):
-    """The CandidateTrainer's TrainerSettings from the search's settings (seed SEED, learning on)."""
-    return TrainerSettings(
-        init_channels=cfg["INIT_CHANNELS"], layers=cfg["LAYERS"], lr=cfg["LR"], momentum=cfg["MOMENTUM"],
-        weight_decay=cfg["WEIGHT_DECAY"], tau=cfg["TAU"], bank_momentum=cfg["BANK_MOMENTUM"],
-        patch_weight=cfg["PATCH_WEIGHT"], batch_size=cfg["BATCH_SIZE"], device=rt.device, amp=cfg["AMP"],
-        channels_last=rt.channels_last, negatives_per_image=cfg["NEGATIVES"], seed=cfg["SEED"],
+    """A trial's ContrastiveSettings from the search's settings (seed SEED, learning on, a constant lr)."""
+    return ContrastiveSettings(
+        rt=rt, batch_size=cfg["BATCH_SIZE"], lr=cfg["LR"], momentum=cfg["MOMENTUM"], weight_decay=cfg["WEIGHT_DECAY"],
+        tau=cfg["TAU"], bank_momentum=cfg["BANK_MOMENTUM"], patch_weight=cfg["PATCH_WEIGHT"],
+        negatives_per_image=cfg["NEGATIVES"], seed=cfg["SEED"],
     )
 
 
@@ -140,7 +141,8 @@ def nce_score(genotype, ctx, desc="trial", progress=True, learn=True, **run_kwar
         bar = lambda total, label=label: tqdm(total=total, unit="img", leave=False, desc=label,  # noqa: E731
                                               disable=None if progress else True)
         settings = dataclasses.replace(trainer_settings(cfg, ctx.rt), seed=seed, learn=learn)
-        result = run_trial(genotype, ctx.images, ctx.views, settings, epochs=cfg["EPOCHS"], progress=bar, **run_kwargs)
+        make_net = candidate(genotype, cfg["INIT_CHANNELS"], cfg["LAYERS"])
+        result = run_trial(make_net, ctx.images, ctx.views, settings, epochs=cfg["EPOCHS"], progress=bar, **run_kwargs)
         losses.append(result["loss"])
         epoch_losses.append(result["epoch_losses"])
         speed.append(result["images_per_s"])

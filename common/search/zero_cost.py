@@ -16,12 +16,10 @@ _WEIGHTED = (nn.modules.conv._ConvNd, nn.Linear)  # the layers whose weights syn
 
 
 def default_forward(model, x):
-    """The path a score runs: a SearchNetwork's backbone (pooled features, projection heads left out), else model(x).
-
-    The heads only serve the contrastive loss and have the same shape for every candidate; the backbone is what
-    the search chooses, so the scores look at it alone.
+    """The path a score runs: model(x). For a candidate that is its SearchNetwork, the backbone alone (pooled
+    features): the contrastive heads have the same shape for every candidate, the backbone is what the search chooses.
     """
-    return model.features(x) if isinstance(model, SearchNetwork) else model(x)
+    return model(x)
 
 
 def _tensors(out):
@@ -169,7 +167,7 @@ SCORES = {
 def score_batch(images, views, batch_size, seed, device):
     """The batch a candidate is scored on: `batch_size` images picked by a `seed`ed permutation (all if None).
 
-    images: float (N, 3, H, W) used as they are, or with `views` (common.data.views.ViewMaker) the search's uint8
+    images: float (N, 3, H, W) used as they are, or with `views` (common.contrastive.views.ViewMaker) the search's uint8
     (N, H, W, 3) images turned into their seeded whole-image views: the inputs the candidate would train on.
     """
     if views is None and not images.is_floating_point():
@@ -200,8 +198,8 @@ def score_candidate(name, genotype, images, views=None, *, settings):
     """Score of `genotype`'s SearchNetwork(C=settings.init_channels, layers) built with weights seeded by settings.seed.
 
     The batch comes from `score_batch` (same seed: every candidate sees the same images). The device is rt.device
-    (a common.device.Runtime; its channels_last is honoured, its autocast is not: scores run in fp32/fp64), else
-    `device`, else the images' device. The global RNG state is left as it was.
+    (a common.device.Runtime; its memory format is honoured for the weights and every input, its autocast is not:
+    scores run in fp32/fp64), else `device`, else the images' device. The global RNG state is left as it was.
     """
     s = settings
     if name not in SCORES:
@@ -211,7 +209,6 @@ def score_candidate(name, genotype, images, views=None, *, settings):
     with torch.random.fork_rng(devices=[]):  # the network is built on the CPU: only its RNG is used
         torch.manual_seed(s.seed)
         model = SearchNetwork(genotype, C=s.init_channels, layers=s.layers)
-    model = model.to(device)
-    if s.rt is not None and s.rt.channels_last:
-        model = model.use_channels_last()
-    return SCORES[name].fn(model, batch)
+    if s.rt is None:
+        return SCORES[name].fn(model.to(device), batch)
+    return SCORES[name].fn(s.rt.place(model), batch, lambda net, x: net(s.rt.inputs(x)))

@@ -1,4 +1,5 @@
-"""The search's three 32 px views per image (whole image + centre patch + random patch), made in batches on the device."""
+"""The three views per image the contrastive loss compares (whole image, centre patch, random patch), made in batches
+on the device: 32 px in the search, the eval network's input size in pre-training."""
 import math
 
 import torch
