@@ -1,8 +1,5 @@
-"""Where and how tensors run: device choice, autocast precision and memory format, the cores and the processor's name;
-shared by search and eval."""
+"""Where and how tensors run: device choice, autocast precision and memory format, shared by search and eval."""
 import json
-import os
-import platform
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +7,7 @@ from pathlib import Path
 import torch
 
 from common.config import ConfigError, parse_overrides
+from common.machine import cpu_name
 from common.runs import atomic_write_json
 
 RUNTIME_FILE = "runtime.json"  # the resolved runtime a run started with, compared on resume
@@ -109,23 +107,6 @@ def check_resumed_runtime(run_dir, rt, allow_change=False):
             return now
     atomic_write_json(path, now)
     return now
-
-
-def usable_cores():
-    """CPU cores this process may run on (taskset and container limits respected where the OS says), at least 1."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
-
-
-def cpu_name():
-    """The processor's model name (Linux's /proc/cpuinfo), else what the platform reports."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def device_name(device):

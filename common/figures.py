@@ -200,3 +200,60 @@ def plot_confusion_matrix(cm, classes, path, normalize=True, label=None):
         fig.colorbar(im, ax=ax, shrink=0.8, label="fraction of true class" if normalize else "count")
         _save(fig, path)
     return fig
+
+
+def plot_pareto(rows, path, final=None):
+    """The search's trade-off between score and size: loss against the eval network's MACs and parameters, every
+    trial that ran to the end (dominated ones grey, the non-dominated front in colour with its staircase), the
+    finalists circled and the chosen cell starred; with a final round, a third panel of the finalists' re-measured
+    mean ± standard error against MACs (tied ones filled). rows: common.search.pareto.front_rows(); final: the
+    final round's summary (common.search.results.final_summary) or None."""
+    import matplotlib
+
+    panels = [("macs", "MACs per image (millions)"), ("params", "parameters (millions)")]
+    with matplotlib.rc_context(STYLE):
+        fig = _figure((11 if final else 7.5, 3.2))
+        axes = fig.subplots(1, 3 if final else 2)
+        for ax, (size, label) in zip(axes, panels):
+            if not rows:
+                ax.text(0.5, 0.5, "no trial ran to the end", transform=ax.transAxes, ha="center", va="center",
+                        color=GREY)
+                continue
+            x = np.array([r[size] for r in rows], dtype=float) / 1e6
+            y = np.array([r["loss"] for r in rows], dtype=float)
+            front = np.array([r[f"front_{size}"] for r in rows])
+            ax.scatter(x[~front], y[~front], s=12, color=GREY, alpha=0.45, lw=0, label="dominated")
+            order = np.argsort(x[front], kind="stable")
+            fx, fy = x[front][order], y[front][order]
+            ax.step(fx, fy, where="post", color=BLUE, lw=1.2, alpha=0.7)
+            ax.scatter(fx, fy, s=22, color=BLUE, lw=0, label=f"front ({int(front.sum())})", zorder=3)
+            fin = np.array([r["finalist"] for r in rows])
+            if fin.any():
+                ax.scatter(x[fin], y[fin], s=70, facecolor="none", edgecolor=ORANGE, lw=1.3, label="finalist", zorder=4)
+            chosen = np.array([r["chosen"] for r in rows])
+            if chosen.any():
+                ax.scatter(x[chosen], y[chosen], s=160, marker="*", color=ORANGE, edgecolor="black", lw=0.6,
+                           label="chosen", zorder=5)
+            ax.set_xlabel(label)
+            ax.set_ylabel("search loss (lower is better)")
+            ax.legend(loc="best")
+        if final:
+            _final_panel(axes[2], final)
+        fig.suptitle(f"{len(rows)} trials: score against the size of the network each cell becomes", fontsize=10)
+        _save(fig, path)
+    return fig
+
+
+def _final_panel(ax, final):
+    """The finalists' final-round mean ± SE against MACs; tied ones filled, the chosen one starred."""
+    done = [f for f in final["finalists"] if f["mean"] is not None and f["macs"] is not None]
+    for f in done:
+        x, tied = f["macs"] / 1e6, f["tied"]
+        ax.errorbar([x], [f["mean"]], yerr=[f["se"] or 0.0], fmt="o", ms=6, color=GREEN if tied else GREY,
+                    mfc=GREEN if tied else "white", capsize=3, lw=1.2, zorder=3)
+        if f["trial"] == final["chosen"]:
+            ax.scatter([x], [f["mean"]], s=180, marker="*", color=ORANGE, edgecolor="black", lw=0.6, zorder=4)
+        ax.annotate(f"#{f['trial']}", (x, f["mean"]), textcoords="offset points", xytext=(5, 4), fontsize=7)
+    ax.set_xlabel("MACs per image (millions)")
+    ax.set_ylabel(f"{final['score']}: mean ± SE over {len(final['seeds'])} seeds")
+    ax.set_title("final round (filled: tied with the best)", fontsize=9)

@@ -18,8 +18,9 @@ from common.data.images import BadImage  # noqa: E402
 from common.data.layouts import DatasetError  # noqa: E402
 from common.device import AMP_CHOICES as _AMP_CHOICES  # noqa: E402  (private names: an imported tuple is no setting)
 from common.device import CHANNELS_LAST_CHOICES as _CHANNELS_LAST_CHOICES  # noqa: E402
-from common.device import runtime, usable_cores  # noqa: E402
+from common.device import runtime  # noqa: E402
 from common.labeled.submission import predict_folder  # noqa: E402
+from common.machine import usable_cores  # noqa: E402
 
 # -----------------------------------------------------------------------------
 PREDICT_DIR = None  # folder of unlabeled images, searched recursively (.jpg .jpeg .png .bmp .tif); required

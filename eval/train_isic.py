@@ -31,12 +31,12 @@ from common.config import (  # noqa: E402
 from common.data.layouts import LAYOUTS as _LAYOUTS  # noqa: E402
 from common.device import AMP_CHOICES as _AMP_CHOICES  # noqa: E402
 from common.device import CHANNELS_LAST_CHOICES as _CHANNELS_LAST_CHOICES  # noqa: E402
-from common.device import usable_cores  # noqa: E402
 from common.labeled import few_labels  # noqa: E402
 from common.labeled.data import BALANCE_POWERS as _BALANCE_POWERS  # noqa: E402
 from common.labeled.run import train  # noqa: E402
 from common.labeled.torchrun import USER_ERRORS as _USER_ERRORS  # noqa: E402
 from common.labeled.torchrun import RankErrors, process_group  # noqa: E402
+from common.machine import usable_cores  # noqa: E402
 
 # -----------------------------------------------------------------------------
 # architecture

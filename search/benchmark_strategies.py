@@ -35,7 +35,7 @@ import torch  # noqa: E402
 
 from common.child import run_script  # noqa: E402
 from common.config import ConfigError, check_number, check_script_args, configure, format_config, run_cli, script_config  # noqa: E402
-from common.device import cpu_name, usable_cores  # noqa: E402
+from common.machine import cpu_name, usable_cores  # noqa: E402
 from common.runs import FINISHED, append_jsonl, mark_finished, new_run_dir, open_run_dir, read_jsonl  # noqa: E402
 from common.search import strategy_report as report  # noqa: E402
 

@@ -44,7 +44,8 @@ from common.config import (  # noqa: E402
 from common.contrastive.trainer import check_amp  # noqa: E402
 from common.data.images import cache_path_for  # noqa: E402
 from common.data.search_images import load_images  # noqa: E402
-from common.device import cpu_name, device_preset, pick_device, runtime, usable_cores  # noqa: E402
+from common.device import device_preset, pick_device, runtime  # noqa: E402
+from common.machine import cpu_name, usable_cores  # noqa: E402
 from common.runs import read_jsonl  # noqa: E402
 
 # -----------------------------------------------------------------------------

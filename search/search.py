@@ -15,7 +15,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from common.arch import genotypes as G  # noqa: E402
-from common.arch.cell_diagram import write_cell_diagrams  # noqa: E402
 from common.config import (  # noqa: E402
     ConfigError,
     answer_config_request,
@@ -29,20 +28,23 @@ from common.config import (  # noqa: E402
 from common.contrastive.trainer import check_amp  # noqa: E402
 from common.data.search_images import check_data_dir, load_images  # noqa: E402
 from common.device import check_resumed_runtime, runtime  # noqa: E402
-from common.figures import plot_search_curve  # noqa: E402
 from common.memory import StepMemory, check_fits, memory_line  # noqa: E402
-from common.runs import atomic_write_json, mark_finished, new_run_dir, start_run_dir  # noqa: E402
+from common.runs import mark_finished, new_run_dir, start_run_dir  # noqa: E402
+from common.search import results  # noqa: E402
 from common.search.early_stop import RULES as _RULES  # noqa: E402
 from common.search.early_stop import StopSettings, full_trial_epochs  # noqa: E402
 from common.search.early_stop import reference as stop_reference  # noqa: E402
 from common.search.executors import KINDS as _EXECUTORS  # noqa: E402  (private names: upper-case ones are settings)
 from common.search.executors import ExecutorSettings, InlineExecutor, make_executor  # noqa: E402
+from common.search.final_round import TRAINED_SCORES as _TRAINED  # noqa: E402
+from common.search.final_round import decide, make_plan  # noqa: E402
 from common.search.loop import SearchLoop, SearchStopped, eta_minutes  # noqa: E402
+from common.search.selection import SELECTS as _SELECTS  # noqa: E402
 from common.search.strategy import ALGOS as _ALGOS  # noqa: E402
 from common.search.strategy import make_strategy  # noqa: E402
 from common.search.trial import PROBE_TASK as _PROBE_TASK  # noqa: E402
 from common.search.trial import SCORES as _SCORES  # noqa: E402
-from common.search.trial import budget_check, evaluate_trial, step_memory, trial_context, worker_run  # noqa: E402
+from common.search.trial import budget_check, repeat_seeds, run_task, step_memory, trial_context, worker_run  # noqa: E402
 
 # -----------------------------------------------------------------------------
 # data
@@ -65,6 +67,13 @@ GRACE_EPOCHS = 1  # epochs every trial trains before it can be stopped; halving'
 REDUCTION_FACTOR = 3  # halving: rungs at GRACE_EPOCHS x REDUCTION_FACTOR^k epochs, each keeping the best 1/this
 MIN_REFERENCE = 3  # a rule decides only against at least this many finished trials at that epoch
 MAX_FAILURES = 10  # stop with a message after this many failed trials (NaN loss, out of memory, ...)
+# final round: the best distinct cells measured again with shared seeds; the smallest cell tied with the best is chosen
+FINAL_TOP = 5  # finalists re-measured after the search; 0 = off (hand over the lowest single loss, as the paper did)
+FINAL_REPEATS = 3  # further seeds per finalist, the same for each (paired differences); at least 2 (a standard error)
+FINAL_SCORE = "auto"  # 'auto' (SCORE when it trains, else 'nce': a training-free screen, then nce decides) | a SCORE
+FINAL_EPOCHS = None  # epochs of a final-round measurement; None = EPOCHS
+SELECT = "smallest"  # among the finalists tied with the best: 'smallest' (fewest MACs at BUDGET_NETWORK) |
+# 'fastest' (lowest batch-1 latency of the eval network, measured here) | 'best' (lowest final-round mean)
 # budget: the size of the eval network the genotype becomes (train_isic.py's paper settings, see BUDGET_NETWORK)
 MAX_PARAMS = None  # parameters; a proposal above it is recorded as over_budget, not trained (None = no limit)
 MAX_MACS = None  # multiply-accumulates per image (FLOPs / 2) at BUDGET_NETWORK's image size (None = no limit)
@@ -111,7 +120,7 @@ PRESETS = {
     "paper": {},  # the constants above are the paper's settings
     # sized so that the search demo finishes in under 10 minutes on a 2-core laptop CPU: 320 of the 720 demo lesions
     "demo": dict(N_TRIALS=10, TPE_STARTUP=5, POPULATION=5, SAMPLE_SIZE=2, EPOCHS=2, INIT_CHANNELS=16, LAYERS=5,
-                 BATCH_SIZE=64, MAX_IMAGES=320),
+                 BATCH_SIZE=64, MAX_IMAGES=320, FINAL_TOP=3, FINAL_REPEATS=2),
 }
 _RESUME_MAY_CHANGE = ("OUT_DIR", "DEVICE", "DECODE_WORKERS", "THREADS", "DEBUG", "MAX_FAILURES", "MAX_OVER_BUDGET",
                       "ALLOW_RUNTIME_CHANGE", "WORKERS", "EXECUTOR", "RAY_ADDRESS", "TRIALS_PER_GPU")
@@ -123,6 +132,7 @@ def check_settings(cfg):
     check_choice(cfg, "EARLY_STOP", _RULES)
     check_choice(cfg, "SPACE", G.SPACES)
     check_choice(cfg, "SCORE", _SCORES)
+    check_final_round(cfg)
     check_choice(cfg, "EXECUTOR", _EXECUTORS)
     for name in ("N_TRIALS", "EPOCHS", "BATCH_SIZE", "INIT_CHANNELS", "LAYERS", "MAX_FAILURES", "REPEATS",
                  "MAX_OVER_BUDGET", "WORKERS", "TRIALS_PER_GPU"):
@@ -157,6 +167,15 @@ def check_settings(cfg):
         check_data_dir(Path(cfg["DATA_DIR"]).expanduser())
 
 
+def check_final_round(cfg):
+    """FINAL_TOP, FINAL_REPEATS, FINAL_SCORE, FINAL_EPOCHS and SELECT."""
+    check_number(cfg, "FINAL_TOP", 0, integer=True)
+    check_number(cfg, "FINAL_REPEATS", 2, integer=True)  # one seed has no standard error: the tie rule needs two
+    check_choice(cfg, "FINAL_SCORE", ("auto", *_SCORES))
+    check_number(cfg, "FINAL_EPOCHS", 1, integer=True, none_ok=True)
+    check_choice(cfg, "SELECT", _SELECTS)
+
+
 def check_search_strategy(cfg):
     """Evolution's population, early stopping and the epoch budget: settings that only work together."""
     check_number(cfg, "POPULATION", 2, integer=True)
@@ -179,22 +198,6 @@ def check_search_strategy(cfg):
         if cfg["EPOCH_BUDGET"] < full_trial_epochs(cfg):
             raise ConfigError(f"--EPOCH_BUDGET={cfg['EPOCH_BUDGET']}: less than one trial (EPOCHS x REPEATS = "
                               f"{full_trial_epochs(cfg)})")
-
-
-def write_results(run_dir, records, log=print, final=False):
-    """best_genotype.json and search_curve.png after every trial; cell diagrams at the end."""
-    plot_search_curve([r for r in records if r["status"] != "over_budget"], run_dir / "search_curve.png")
-    ok = [r for r in records if r["status"] == "ok"]
-    if not ok:
-        return None
-    best = min(ok, key=lambda r: r["loss"])
-    genotype = G.from_dict(best["genotype"])
-    literal = G.to_literal(genotype, "CSNAS_SEARCHED")
-    summary = {k: best[k] for k in ("trial", "loss", "score", "params", "macs") if k in best}
-    atomic_write_json(run_dir / "best_genotype.json", {"genotype": best["genotype"], **summary, "literal": literal})
-    if final:
-        write_cell_diagrams(genotype, run_dir, log)
-    return best, literal
 
 
 def progress_line(record, loop, capacity):
@@ -287,7 +290,7 @@ def main(argv=None):
     # ---- executor: trials in this process, or in workers that hold their own copies of the images ------------
     if cfg["WORKERS"] == 1 and cfg["EXECUTOR"] == "local":
         ctx = trial_context(setup, cfg["DEVICE"], 0)
-        executor = InlineExecutor(lambda task: evaluate_trial(task, ctx), rt.device, debug=cfg["DEBUG"])
+        executor = InlineExecutor(lambda task: run_task(task, ctx), rt.device, debug=cfg["DEBUG"])
     else:
         ctx = None
         settings = ExecutorSettings(workers=cfg["WORKERS"], device=cfg["DEVICE"], threads=cfg["THREADS"],
@@ -296,7 +299,8 @@ def main(argv=None):
                                  setup_args=setup)
 
     # ---- memory: one probe of the largest candidate where the trials run, before the first trial --------------
-    if cfg["SCORE"] in ("nce", "nce_init"):  # nce_init keeps no activations for backward: nce's probe bounds it
+    plan = make_plan(cfg, repeat_seeds)  # the final round's finalists, seeds and score (None: FINAL_TOP=0)
+    if cfg["SCORE"] in _TRAINED or (plan and plan.score in _TRAINED):  # nce_init keeps no activations for backward
         try:
             if ctx is not None:
                 check_trial_memory(step_memory(ctx), cfg, len(images))
@@ -310,9 +314,11 @@ def main(argv=None):
             raise
 
     # ---- search loop -------------------------------------------------------------------------------------
+    refresh = results.Refresh(run_dir)
+
     def on_record(record):
         print(progress_line(record, loop, executor.capacity), flush=True)
-        write_results(run_dir, loop.records)
+        refresh(loop.records)  # search_curve.png, pareto.*, best_genotype.json (every few seconds at most)
 
     stop_settings = StopSettings.from_config(cfg)
 
@@ -323,17 +329,29 @@ def main(argv=None):
             task["stop"] = stop_reference(known, stop_settings)
         return task
 
-    loop.run(executor, make_task, on_record)
+    with executor:
+        loop.run(executor, make_task, on_record)
+        best = results.best_by_loss(loop.records)
+        if best is None:
+            raise SearchStopped(f"no trial ran to the end within EPOCH_BUDGET={cfg['EPOCH_BUDGET']}; see {loop.trials_file}")
+
+        # ---- final round: the best distinct cells measured again with shared seeds; ties by the one-SE rule ------
+        final = None
+        if plan is not None:
+            final = decide(run_dir, plan, loop.records, executor,
+                           {"select": cfg["SELECT"], "budget_network": cfg["BUDGET_NETWORK"], "device": rt.device})
 
     # ---- save --------------------------------------------------------------------------------------------
-    results = write_results(run_dir, loop.records, final=True)
-    if results is None:
-        raise SearchStopped(f"no trial ran to the end within EPOCH_BUDGET={cfg['EPOCH_BUDGET']}; see {loop.trials_file}")
-    best, literal = results
+    chosen, literal = results.write_final(run_dir, loop.records, final)
+    if final is not None:
+        print("\n".join(results.final_table(final, best["trial"])))
     mark_finished(run_dir, {"ok_trials": loop.count("ok"), "stopped_trials": loop.count("stopped"),
                             "failed_trials": loop.count("fail"), "over_budget": loop.count("over_budget"),
-                            "epochs_trained": loop.epochs_spent(), "best_loss": best["loss"]})
-    print(f"best: trial {best['trial']} with loss {best['loss']:.4f}; paste into common/arch/genotypes.py:\n{literal}")
+                            "epochs_trained": loop.epochs_spent(), "best_loss": best["loss"],
+                            "chosen_trial": chosen["trial"]})
+    what = "chosen" if final is not None else "best"
+    print(f"{what}: trial {chosen['trial']} (search loss {chosen['loss']:.4f}); paste into common/arch/genotypes.py:\n"
+          f"{literal}")
     print(f"run folder: {run_dir}\nnext: cd ../eval && python train_isic.py   (trains the newest search's best genotype)")
     return run_dir
 

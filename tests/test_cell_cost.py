@@ -4,8 +4,8 @@ import pytest
 
 from common.arch import genotypes as G
 from common.arch.cell_cost import eval_network_size
+from common.arch.cost import count_macs, count_params
 from common.arch.networks import EvalNetwork
-from common.arch.size import count_macs, count_params
 
 
 def _full(genotype, c, layers, px, classes):

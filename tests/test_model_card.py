@@ -9,13 +9,11 @@ import torch.nn as nn
 import torchvision
 
 from common.arch.baselines import WithAux, build_baseline
+from common.arch.cost import count_macs, count_params, cpu_latency, cuda_throughput
 from common.arch.genotypes import DARTS_V2
 from common.arch.networks import EvalNetwork
-from common.arch.size import count_macs, count_params
 from common.labeled.model_card import (
     OnnxMismatch,
-    cpu_latency,
-    cuda_throughput,
     export_onnx,
     model_card,
 )

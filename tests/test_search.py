@@ -27,7 +27,7 @@ from conftest import ROOT, write_images
 
 # a network small enough for a 2-core CPU: 3 cells (normal, reduce, reduce), C=4 (FactorizedReduce sees 8, 16)
 TINY = ["--EPOCHS=1", "--INIT_CHANNELS=4", "--LAYERS=3", "--BATCH_SIZE=8", "--IMAGE_SIZE=16", "--SEED=3",
-        "--DECODE_WORKERS=1", "--DEVICE=cpu", "--BUDGET_NETWORK=(8,3,32,4)"]
+        "--DECODE_WORKERS=1", "--DEVICE=cpu", "--BUDGET_NETWORK=(8,3,32,4)", "--FINAL_TOP=0"]  # final round: test_final_round
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,8 @@ import compare
 import predict
 import train_isic
 from common.arch.baselines import BASELINES, cam_layer, head_name, unwrap_aux
+from common.arch.cost import count_macs, count_params
 from common.arch.genotypes import from_dict
-from common.arch.size import count_macs, count_params
 from common.config import ConfigError
 from common.device import runtime
 from common.labeled import results

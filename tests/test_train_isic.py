@@ -14,9 +14,9 @@ import predict
 import train_isic
 from common.arch.genotypes import CNAS_ISIC_s4, CNAS_ISIC_s5
 from common.config import ConfigError
-from common.device import usable_cores
 from common.labeled.metrics import balanced_accuracy_from_csv
 from common.labeled.model import build_model, check_training_memory
+from common.machine import usable_cores
 from conftest import ISIC_CLASSES as CLASSES
 from conftest import ROOT, killed_after_epoch, write_isic
 

@@ -10,9 +10,9 @@ import functools
 
 import torch
 
+from common.arch.cost import count_macs, count_params
 from common.arch.networks import Cell, EvalNetwork
 from common.arch.operations import OPS
-from common.arch.size import count_macs, count_params
 
 
 @functools.cache

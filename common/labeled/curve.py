@@ -7,8 +7,8 @@ import math
 from dataclasses import dataclass
 
 from common import figures, stats
-from common.device import cpu_name, usable_cores
 from common.labeled import repeats
+from common.machine import cpu_name, usable_cores
 from common.runs import atomic_write_bytes, atomic_write_text
 
 ARMS = ("scratch", "pretrained")  # trained from random weights | from the self-supervised pre-trained backbone

@@ -10,9 +10,9 @@ import torch
 
 from common import runs
 from common.arch.baselines import WithAux, build_baseline
+from common.arch.cost import count_params
 from common.arch.genotypes import Genotype, from_dict, resolve, to_dict
 from common.arch.networks import EvalNetwork
-from common.arch.size import count_params
 from common.config import ConfigError
 from common.labeled.distributed import per_rank_batch
 from common.labeled.pretrain import is_pretrained_file

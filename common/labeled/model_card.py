@@ -1,24 +1,25 @@
 """Size and speed of a classifier (parameters, MACs, CPU latency, CUDA throughput) and a checked ONNX export."""
-import contextlib
-import copy
 import io
-import time
 import warnings
 
 import numpy as np
 import torch
 import torch.nn as nn
 
-from common.arch.size import count_macs, count_params
+from common.arch.cost import (
+    LATENCY_RUNS,
+    LATENCY_WARMUP,
+    count_macs,
+    count_params,
+    cpu_copy,
+    cpu_latency,
+    cuda_throughput,
+    random_inputs,
+)
 from common.runs import atomic_write_bytes
 
 ONNX_OPSET = 17  # ONNX opset of the export; onnxruntime >= 1.14 runs it, torch's TorchScript exporter writes it
 ONNX_ATOL = 1e-4  # max abs difference of softmax probabilities, PyTorch vs onnxruntime
-LATENCY_RUNS = 30  # timed batch-1 forward passes on the CPU
-LATENCY_WARMUP = 5  # untimed passes first (allocator, kernel choice)
-THROUGHPUT_RUNS = 20  # timed batches on CUDA
-THROUGHPUT_WARMUP = 5
-INPUT_SEED = 0  # the random input images (their values do not change the timings or the MAC count)
 
 
 class OnnxMismatch(RuntimeError):
@@ -37,78 +38,6 @@ class LogitsOnly(nn.Module):
         return out[0] if isinstance(out, (tuple, list)) else out
 
 
-def _inputs(image_size, batch, device="cpu"):
-    g = torch.Generator().manual_seed(INPUT_SEED)
-    return torch.randn(batch, 3, image_size, image_size, generator=g).to(device)  # (B, 3, S, S)
-
-
-def _device_of(model):
-    p = next(model.parameters(), None)
-    return p.device if p is not None else torch.device("cpu")
-
-
-def _cpu_copy(model, channels_last):
-    """A float32 copy on the CPU in eval mode: measuring never moves, retypes or re-modes the caller's model."""
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    return copy.deepcopy(model).to("cpu", torch.float32).to(memory_format=fmt).eval()
-
-
-def cpu_latency(model, image_size, runs=LATENCY_RUNS, warmup=LATENCY_WARMUP, threads=None, channels_last=True):
-    """Batch-1 inference time on the CPU: {median, p90 (ms), runs, threads, channels_last}.
-
-    Runs on a float32 copy in eval mode under no_grad. threads None = torch's current setting (restored after).
-    channels_last: the memory format of copy and input (the training default on CPU; depthwise convs need it).
-    """
-    if runs < 1 or warmup < 0:
-        raise ValueError(f"cpu_latency needs runs >= 1 and warmup >= 0, got runs={runs}, warmup={warmup}")
-    net = _cpu_copy(model, channels_last)
-    x = _inputs(image_size, 1)
-    if channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-    before = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(int(threads))
-    try:
-        used = torch.get_num_threads()
-        times = []
-        with torch.no_grad():
-            for i in range(warmup + runs):
-                t = time.perf_counter()
-                net(x)
-                if i >= warmup:
-                    times.append((time.perf_counter() - t) * 1e3)
-    finally:
-        torch.set_num_threads(before)
-    return {"median": round(float(np.median(times)), 3), "p90": round(float(np.percentile(times, 90)), 3),
-            "runs": int(runs), "threads": int(used), "channels_last": bool(channels_last)}
-
-
-def cuda_throughput(model, image_size, batch_size, runs=THROUGHPUT_RUNS, warmup=THROUGHPUT_WARMUP, autocast=None,
-                    channels_last=True):
-    """Inference images/s on CUDA at batch_size (a copy, eval mode, no_grad); None when CUDA is not available.
-
-    autocast: None (float32) or a dtype such as torch.bfloat16. Timed between CUDA synchronisations.
-    """
-    if not torch.cuda.is_available():
-        return None
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    net = copy.deepcopy(model).to("cuda", torch.float32).to(memory_format=fmt).eval()
-    x = _inputs(image_size, batch_size, "cuda").contiguous(memory_format=fmt)
-    amp = torch.autocast("cuda", dtype=autocast) if autocast is not None else contextlib.nullcontext()
-    with torch.no_grad(), amp:
-        for _ in range(warmup):
-            net(x)
-        torch.cuda.synchronize()
-        t = time.perf_counter()
-        for _ in range(runs):
-            net(x)
-        torch.cuda.synchronize()
-        seconds = time.perf_counter() - t
-    del net, x
-    torch.cuda.empty_cache()
-    return round(batch_size * runs / seconds, 1)
-
-
 def export_onnx(model, path, image_size, check_batch=2, opset=ONNX_OPSET, atol=ONNX_ATOL):
     """Write `path` (.onnx, input 'image' (B, 3, S, S) with a dynamic batch axis, output 'logits' (B, K)) and
     check it: onnxruntime on the CPU must give softmax probabilities within `atol` of PyTorch's for a batch
@@ -120,16 +49,16 @@ def export_onnx(model, path, image_size, check_batch=2, opset=ONNX_OPSET, atol=O
     """
     import onnxruntime as ort
 
-    net = LogitsOnly(_cpu_copy(model, channels_last=False)).eval()
+    net = LogitsOnly(cpu_copy(model, channels_last=False)).eval()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice and tracer warnings
         buf = io.BytesIO()
-        torch.onnx.export(net, (_inputs(image_size, 1),), buf, dynamo=False, opset_version=opset,
+        torch.onnx.export(net, (random_inputs(image_size, 1),), buf, dynamo=False, opset_version=opset,
                           input_names=["image"], output_names=["logits"],
                           dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}})
     atomic_write_bytes(path, buf.getvalue())
 
-    x = _inputs(image_size, check_batch)
+    x = random_inputs(image_size, check_batch)
     with torch.no_grad():
         expected = torch.softmax(net(x).double(), dim=1).numpy()  # (B, K)
     session = ort.InferenceSession(buf.getvalue(), providers=["CPUExecutionProvider"])

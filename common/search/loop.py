@@ -102,37 +102,36 @@ class SearchLoop:
         atomic_write_json(self.pending_file, {str(k): v for k, v in sorted(self.pending.items())})
 
     def run(self, executor, make_task, on_record):
-        """Run on `executor` (common/search/executors) until N_TRIALS trials are ok or stopped, or EPOCH_BUDGET is
-        spent. make_task(trial, sample, known) -> the task dict, where `known` are the finished records known when
+        """Run on `executor` (common/search/executors; the caller closes it) until N_TRIALS trials are ok or stopped, or
+        EPOCH_BUDGET is spent. make_task(trial, sample, known) -> the task dict, where `known` are the finished records known when
         the trial was asked (the same list again when it is rerun after a kill); on_record(record) after each."""
         cfg = self.cfg
-        with executor:
-            for trial, entry in sorted(self.pending.items()):  # a killed run's trials in flight, rerun first
-                self.extra[trial] = self.budget(entry["sample"])[0] if self.budget else {}
-                executor.submit(trial, make_task(trial, entry["sample"], self.records[: entry["records"]]))
-            while True:
-                if self.count("fail") >= cfg["MAX_FAILURES"]:
-                    last = [r for r in self.records if r["status"] == "fail"][-1].get("reason", "?")
-                    raise SearchStopped(f"stopped after {self.count('fail')} failed trials (last: {last}); "
-                                        f"see {self.trials_file}")
-                while len(executor.in_flight) < executor.capacity and self.room(len(executor.in_flight)):
-                    trial, sample, extra = self.ask()
-                    self.pending[trial] = {"sample": sample, "records": len(self.records)}
-                    self.extra[trial] = extra
-                    self._save_pending()
-                    executor.submit(trial, make_task(trial, sample, list(self.records)))
-                if not executor.in_flight:
-                    break  # nothing runs and nothing may start: N_TRIALS reached or EPOCH_BUDGET spent
-                for done in executor.poll(timeout=1.0):
-                    entry = self.pending.get(done.key) or {}
-                    record = done.result if done.result is not None else {
-                        "trial": done.key, "status": "fail", "loss": None, "sample": entry.get("sample"),
-                        "reason": done.error, "seconds": 0.0}
-                    record.update(self.extra.pop(done.key, {}), worker=done.where)
-                    self._record(record)
-                    self.pending.pop(done.key, None)
-                    self._save_pending()
-                    on_record(record)
+        for trial, entry in sorted(self.pending.items()):  # a killed run's trials in flight, rerun first
+            self.extra[trial] = self.budget(entry["sample"])[0] if self.budget else {}
+            executor.submit(trial, make_task(trial, entry["sample"], self.records[: entry["records"]]))
+        while True:
+            if self.count("fail") >= cfg["MAX_FAILURES"]:
+                last = [r for r in self.records if r["status"] == "fail"][-1].get("reason", "?")
+                raise SearchStopped(f"stopped after {self.count('fail')} failed trials (last: {last}); "
+                                    f"see {self.trials_file}")
+            while len(executor.in_flight) < executor.capacity and self.room(len(executor.in_flight)):
+                trial, sample, extra = self.ask()
+                self.pending[trial] = {"sample": sample, "records": len(self.records)}
+                self.extra[trial] = extra
+                self._save_pending()
+                executor.submit(trial, make_task(trial, sample, list(self.records)))
+            if not executor.in_flight:
+                break  # nothing runs and nothing may start: N_TRIALS reached or EPOCH_BUDGET spent
+            for done in executor.poll(timeout=1.0):
+                entry = self.pending.get(done.key) or {}
+                record = done.result if done.result is not None else {
+                    "trial": done.key, "status": "fail", "loss": None, "sample": entry.get("sample"),
+                    "reason": done.error, "seconds": 0.0}
+                record.update(self.extra.pop(done.key, {}), worker=done.where)
+                self._record(record)
+                self.pending.pop(done.key, None)
+                self._save_pending()
+                on_record(record)
         self.pending_file.unlink(missing_ok=True)
         return self.records
 

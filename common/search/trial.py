@@ -63,12 +63,26 @@ def trial_context(setup, device, threads):
 PROBE_TASK = {"probe_memory": True}  # a task that measures the step memory in a worker instead of running a trial
 
 
-def worker_run(task, ctx):
-    """One trial in a worker process: no progress bars (several workers share one terminal). PROBE_TASK: the step's
-    memory, measured where the trials run (see probe_in_worker)."""
+def run_task(task, ctx, progress=True):
+    """A search task: a trial, a final-round measurement (task['final']: the trial's cell with another seed, score or
+    epochs; see final_context) or, with PROBE_TASK, the step's memory measured where the trials run."""
     if task.get("probe_memory"):
         return probe_in_worker(ctx)
-    return evaluate_trial(task, ctx, progress=False)
+    if "final" in task:
+        ctx = final_context(ctx, task["final"])
+    return evaluate_trial(task, ctx, progress=progress)
+
+
+def worker_run(task, ctx):
+    """run_task in a worker process: no progress bars (several workers share one terminal)."""
+    return run_task(task, ctx, progress=False)
+
+
+def final_context(ctx, final):
+    """The context of a final-round measurement: the search's, with final['score'], final['epochs'] and one training
+    seed, final['seed'] (the same for every finalist: common random numbers)."""
+    cfg = {**ctx.cfg, "SCORE": final["score"], "EPOCHS": final["epochs"], "SEED": final["seed"], "REPEATS": 1}
+    return dataclasses.replace(ctx, cfg=cfg)
 
 
 def probe_in_worker(ctx):

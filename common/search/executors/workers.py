@@ -12,8 +12,8 @@ import sys
 import traceback
 from abc import abstractmethod
 
-from common.device import usable_cores
 from common.failures import CANDIDATE_ERRORS, failure_reason, is_candidate_failure
+from common.machine import usable_cores
 from common.search.executors.base import Executor, here
 
 
